@@ -1,0 +1,150 @@
+"""`websim`: the command line. `run` materializes the assets through Dagster on a persistent
+instance (so every run shows in the UI), `backfill` runs chosen partitions, `serve` serves a snapshot.
+
+    websim run                      # every asset, end to end, on the configured (default: sample) data
+    websim backfill warc_pages KEY [KEY ...]   # or --all
+    websim serve [--snapshot DIR] [--port 8000]
+"""
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from pipeline import config
+
+_DAGSTER_YAML = """\
+# websim's local Dagster instance (written by `websim run` when DAGSTER_HOME has no dagster.yaml).
+concurrency:
+  pools:
+    default_limit: 1   # every store writer is in the pool "websim_store": one at a time
+telemetry:
+  enabled: false
+"""
+
+
+def ensure_dagster_home() -> Path:
+    """DAGSTER_HOME, defaulting to `<data dir>/dagster_home`, with a dagster.yaml that limits the store pool."""
+    home = Path(os.environ.get("DAGSTER_HOME") or config.data_dir() / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(_DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _instance():
+    import dagster as dg
+
+    ensure_dagster_home()
+    return dg.DagsterInstance.get()
+
+
+def _run_job(defs, instance, job_name: str, partition_key: str | None = None):
+    job = defs.resolve_job_def(job_name)
+    result = job.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False)
+    failed_checks = [e.event_specific_data for e in result.all_events
+                     if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed]
+    if not result.success:
+        where = f" partition {partition_key}" if partition_key else ""
+        raise SystemExit(f"run {result.run_id} of {job_name}{where} failed; see `dagster dev` (DAGSTER_HOME="
+                         f"{os.environ['DAGSTER_HOME']}) for its logs")
+    for check in failed_checks:
+        print(f"  check failed: {check.asset_key.to_user_string()}.{check.check_name} {check.metadata}", file=sys.stderr)
+    return result
+
+
+def _register(instance, pdef_name: str, keys: list[str]) -> None:
+    known = set(instance.get_dynamic_partitions(pdef_name))
+    new = [k for k in keys if k not in known]
+    if new:
+        instance.add_dynamic_partitions(pdef_name, new)
+
+
+def _materialize_partitions(defs, instance, job_name: str, pdef_name: str, keys: list[str]) -> None:
+    from tqdm import tqdm
+
+    _register(instance, pdef_name, keys)
+    for key in tqdm(keys, desc=job_name, unit="file"):
+        _run_job(defs, instance, job_name, key)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from assets import defs
+    from assets.resources import InputsResource, StoreResource
+
+    instance = _instance()
+    inputs, store = InputsResource(), StoreResource()
+    started = time.perf_counter()
+    warcs, clicks = sorted(inputs.warc_files()), sorted(inputs.clickstream_files())
+    if not warcs:
+        raise SystemExit(f"no WARC files under {config.warc_dirs()}: set WEBSIM_WARC_DIRS")
+    print(f"websim: {len(warcs)} WARC files, {len(clicks)} clickstream files -> {store.get().path}")
+    _materialize_partitions(defs, instance, "warc_ingest", "warc_files", warcs)
+    _materialize_partitions(defs, instance, "clickstream_ingest", "clickstream_files", clicks)
+    _run_job(defs, instance, "store_build")
+    counts = store.get().counts()
+    print(f"\nstore: {store.get().path}")
+    for table in ("pages", "url_aliases", "link_graph", "clickstream", "rejects"):
+        print(f"  {table:12s} {counts.get(table, 0):>9,d} rows")
+    print(f"dagster runs: DAGSTER_HOME={os.environ['DAGSTER_HOME']} (open with `make ui`)")
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from assets import defs
+    from assets.resources import InputsResource
+
+    inputs = InputsResource()
+    jobs = {"warc_pages": ("warc_ingest", "warc_files", inputs.warc_files),
+            "clickstream": ("clickstream_ingest", "clickstream_files", inputs.clickstream_files)}
+    job_name, pdef_name, lister = jobs[args.asset]
+    available = sorted(lister())
+    keys = available if args.all else args.partitions
+    unknown = sorted(set(keys) - set(available))
+    if unknown or not keys:
+        raise SystemExit(f"unknown partitions {unknown}; available: {available}" if unknown
+                         else "name partitions or pass --all")
+    _materialize_partitions(defs, _instance(), job_name, pdef_name, keys)
+    print(f"backfilled {len(keys)} partitions of {args.asset}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pipeline.server import serve
+
+    serve(args.snapshot, host=args.host, port=args.port)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="websim", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's own logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="materialize every asset end to end")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("backfill", help="materialize partitions of a partitioned asset")
+    p.add_argument("asset", choices=["warc_pages", "clickstream"])
+    p.add_argument("partitions", nargs="*", help="partition keys (file names)")
+    p.add_argument("--all", action="store_true", help="every file under the configured folders")
+    p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("serve", help="serve a snapshot over HTTP")
+    p.add_argument("--snapshot", default="latest", help="snapshot folder, or 'latest'")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        logging.getLogger("dagster").setLevel(logging.WARNING)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""The code location: every asset, check, job, sensor and resource of websim."""
+
+import dagster as dg
+
+from assets import checks, ingest, jobs, sensors
+from assets.resources import InputsResource, StoreResource
+
+defs = dg.Definitions(
+    assets=[ingest.warc_pages, ingest.clickstream, ingest.pages, ingest.link_graph],
+    asset_checks=[checks.pages_contracts, checks.link_graph_contracts],
+    jobs=[jobs.warc_ingest_job, jobs.clickstream_ingest_job, jobs.store_build_job],
+    sensors=[sensors.warc_files_sensor, sensors.clickstream_files_sensor],
+    resources={"store": StoreResource(), "inputs": InputsResource()},
+)

@@ -1,0 +1,108 @@
+"""URL normalisation shared by ingest and the simulator, and Wikipedia title <-> URL mapping.
+
+One function decides what "the same URL" means everywhere: a link found at ingest, a page's own
+address and a URL an agent asks the simulator for all go through `normalize_url`, so they meet.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Characters left as they are in a path: RFC 3986 unreserved + sub-delims + ":" "@" "/".
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_QUERY_SAFE = "/:@!$&'()*+,;=-._~?"
+_WIKI_HOST = re.compile(r"^(?P<lang>[a-z][a-z0-9-]*)\.(?:m\.)?wikipedia\.org$")
+
+
+def _requote(part: str, safe: str) -> str:
+    # Decode then re-encode so that "%c3%a9", "%C3%A9" and "é" all become "%C3%A9".
+    # "%2F" and friends stay encoded: decoding them would change the path's structure.
+    protected = re.sub(r"%(2[fF]|3[fF]|23|25)", lambda m: "\x00" + m.group(1).upper(), part)
+    out = quote(unquote(protected), safe=safe + "\x00")
+    return out.replace("\x00", "%")
+
+
+def normalize_url(url: str, base: str | None = None) -> str | None:
+    """Absolute, canonical form of `url` (resolved against `base`), or None if it is not a web URL.
+
+    Scheme and host lower-cased, default port and fragment dropped, dot segments removed,
+    percent-encoding made canonical (upper-case escapes, non-ASCII encoded), empty path -> "/".
+    """
+    if not isinstance(url, str):
+        return None
+    url = url.strip()
+    if not url or len(url) > 8192:
+        return None
+    if base:
+        try:
+            url = urljoin(base, url)
+        except ValueError:
+            return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        return None
+    host = (parts.hostname or "").rstrip(".")
+    if not host or any(c in host for c in " \t\n<>\"'{}|\\^`"):
+        return None
+    try:
+        host = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError:
+        return None
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    path = parts.path or "/"
+    if "/." in path:
+        trailing = path.endswith("/")
+        path = posixpath.normpath(path)
+        if path.startswith("//"):
+            path = "/" + path.lstrip("/")
+        if trailing and path != "/":
+            path += "/"
+    path = _requote(path, _PATH_SAFE)
+    query = _requote(parts.query, _QUERY_SAFE) if parts.query else ""
+    return urlunsplit((scheme, netloc, path, query, ""))
+
+
+def url_host(url: str) -> str:
+    """Host part of a normalised URL ("" if none)."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+def normalize_title(title: str) -> str:
+    """Wikipedia's canonical title key: percent-decoded, spaces as underscores, first letter upper."""
+    t = unquote(title).strip().replace(" ", "_")
+    return t[:1].upper() + t[1:] if t else t
+
+
+def wikipedia_title(url: str) -> tuple[str, str] | None:
+    """(lang, title) for a Wikipedia article URL, else None. Title as in clickstream dumps."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    m = _WIKI_HOST.match((parts.hostname or "").lower())
+    if not m:
+        return None
+    if parts.path.startswith("/wiki/"):
+        raw = parts.path[len("/wiki/"):]
+    elif parts.path == "/w/index.php" and "title=" in parts.query:
+        raw = next((q[6:] for q in parts.query.split("&") if q.startswith("title=")), "")
+    else:
+        return None
+    title = normalize_title(raw)
+    return (m.group("lang"), title) if title else None
+
+
+def wikipedia_url(lang: str, title: str) -> str:
+    """The normalised article URL of `title` on `lang`.wikipedia.org."""
+    return normalize_url(f"https://{lang}.wikipedia.org/wiki/{quote(normalize_title(title), safe='/')}")
