@@ -42,9 +42,12 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
-def _run_job(defs, instance, job_name: str, partition_key: str | None = None):
+def _run_job(defs, instance, job_name: str, partition_key: str | None = None, verbose: bool = False):
     job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False)
+    # The runs' full logs are in the instance (UI); the terminal shows warnings and progress bars.
+    run_config = {} if verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = job.execute_in_process(run_config=run_config, instance=instance, partition_key=partition_key,
+                                    raise_on_error=False)
     failed_checks = [e.event_specific_data for e in result.all_events
                      if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed]
     if not result.success:
@@ -63,12 +66,13 @@ def _register(instance, pdef_name: str, keys: list[str]) -> None:
         instance.add_dynamic_partitions(pdef_name, new)
 
 
-def _materialize_partitions(defs, instance, job_name: str, pdef_name: str, keys: list[str]) -> None:
+def _materialize_partitions(defs, instance, job_name: str, pdef_name: str, keys: list[str],
+                            verbose: bool = False) -> None:
     from tqdm import tqdm
 
     _register(instance, pdef_name, keys)
     for key in tqdm(keys, desc=job_name, unit="file"):
-        _run_job(defs, instance, job_name, key)
+        _run_job(defs, instance, job_name, key, verbose)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -82,9 +86,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not warcs:
         raise SystemExit(f"no WARC files under {config.warc_dirs()}: set WEBSIM_WARC_DIRS")
     print(f"websim: {len(warcs)} WARC files, {len(clicks)} clickstream files -> {store.get().path}")
-    _materialize_partitions(defs, instance, "warc_ingest", "warc_files", warcs)
-    _materialize_partitions(defs, instance, "clickstream_ingest", "clickstream_files", clicks)
-    _run_job(defs, instance, "store_build")
+    _materialize_partitions(defs, instance, "warc_ingest", "warc_files", warcs, args.verbose)
+    _materialize_partitions(defs, instance, "clickstream_ingest", "clickstream_files", clicks, args.verbose)
+    _run_job(defs, instance, "store_build", verbose=args.verbose)
     counts = store.get().counts()
     print(f"\nstore: {store.get().path}")
     for table in ("pages", "url_aliases", "link_graph", "clickstream", "rejects"):
@@ -108,7 +112,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if unknown or not keys:
         raise SystemExit(f"unknown partitions {unknown}; available: {available}" if unknown
                          else "name partitions or pass --all")
-    _materialize_partitions(defs, _instance(), job_name, pdef_name, keys)
+    _materialize_partitions(defs, _instance(), job_name, pdef_name, keys, args.verbose)
     print(f"backfilled {len(keys)} partitions of {args.asset}")
     return 0
 

@@ -3,13 +3,12 @@
 import dagster as dg
 
 from assets.ingest import clickstream, link_graph, pages, warc_pages
-from assets.partitions import clickstream_files, warc_files
 
 warc_ingest_job = dg.define_asset_job(
-    "warc_ingest", selection=[warc_pages], partitions_def=warc_files,
+    "warc_ingest", selection=[warc_pages],
     description="Ingest WARC partitions (one run per file); backfill with `dagster job backfill -j warc_ingest`.")
 clickstream_ingest_job = dg.define_asset_job(
-    "clickstream_ingest", selection=[clickstream], partitions_def=clickstream_files,
+    "clickstream_ingest", selection=[clickstream],
     description="Ingest clickstream partitions (one run per dump file).")
 store_build_job = dg.define_asset_job(
     "store_build", selection=dg.AssetSelection.assets(pages, link_graph),
