@@ -59,7 +59,7 @@ def warc_pages(context: dg.AssetExecutionContext, config: WarcIngestConfig, stor
     def progress(n: int) -> None:
         nonlocal seen
         seen += n
-        if seen // 500 != (seen - n) // 500:
+        if seen % 500 == 0:
             context.log.info(f"{seen} captures extracted")
 
     report = ingest_warc(path, store.get(), context.partition_key, workers=config.workers,

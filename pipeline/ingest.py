@@ -10,9 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -73,12 +72,6 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(_WS.sub(" ", text).strip().encode("utf-8")).hexdigest()
 
 
-def _batched(it: Iterable, n: int) -> Iterator[list]:
-    it = iter(it)
-    while batch := list(islice(it, n)):
-        yield batch
-
-
 def ingest_warc(
     path: str | Path,
     store: Store,
@@ -87,7 +80,6 @@ def ingest_warc(
     workers: int = 2,
     timeout_s: float = 10.0,
     max_payload_bytes: int = 5_000_000,
-    batch_size: int = 256,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Read, extract and store one WARC file as partition `partition` (default: the file name)."""
@@ -100,42 +92,46 @@ def ingest_warc(
     reader_counts: Counter = Counter()
     started = time.perf_counter()
     with store.partition_writer("warc", partition) as w:
-        for batch in _batched(read_warc(path, max_payload_bytes=max_payload_bytes, counters=reader_counts), batch_size):
-            captures = []
-            for item in batch:
+        pending: deque[WarcCapture] = deque()
+
+        def captures() -> Iterator[tuple[str, str]]:
+            # Redirects and rejections are written as the reader meets them; captures go on to
+            # extraction, which reads this generator lazily and answers in order.
+            for item in read_warc(path, max_payload_bytes=max_payload_bytes, counters=reader_counts):
                 if isinstance(item, WarcCapture):
-                    captures.append(item)
+                    pending.append(item)
+                    yield item.html, item.url
                 elif isinstance(item, WarcRedirect):
-                    report.counts["redirects"] += 1
                     w.add("warc_redirects", {"record_id": item.record_id, "url": item.url, "location": item.location,
                                              "http_status": item.http_status, "warc_date": item.warc_date})
                 elif isinstance(item, WarcRejection):
                     w.reject(item.reason, item.detail, item.location)
-            results = extract_many(((c.html, c.url) for c in captures), workers=workers, timeout_s=timeout_s)
-            for cap, page in zip(captures, results):
-                if isinstance(page, ExtractionError):
-                    w.reject(f"extract_{page.reason}", f"{cap.url}: {page}", cap.record_id)
-                    continue
-                report.counts["pages_kept"] += 1
-                if cap.from_revisit:
-                    report.counts["pages_from_revisits"] += 1
-                w.add("warc_pages", {
-                    "record_id": cap.record_id, "record_offset": cap.offset, "url": cap.url,
-                    "warc_date": cap.warc_date, "http_status": cap.http_status, "content_type": cap.content_type,
-                    "charset": cap.charset, "charset_source": cap.charset_source, "title": page.title,
-                    "text": page.text, "published": page.published, "language": page.language,
-                    "payload_bytes": cap.payload_bytes, "content_hash": content_hash(page.text),
-                    "from_revisit": cap.from_revisit,
-                })
-                for i, link in enumerate(page.links):
-                    w.add("warc_links", {"src_record_id": cap.record_id, "src_url": cap.url, "dst_url": link.url,
-                                         "anchor": link.anchor, "context": link.context, "ordinal": i})
-                report.counts["links"] += len(page.links)
-                if len(report.preview) < 5:
-                    report.preview.append({"url": cap.url, "title": page.title, "chars": len(page.text),
-                                           "links": len(page.links), "status": cap.http_status})
+
+        for page in extract_many(captures(), workers=workers, timeout_s=timeout_s):
+            cap = pending.popleft()
             if progress:
-                progress(len(captures))
+                progress(1)
+            if isinstance(page, ExtractionError):
+                w.reject(f"extract_{page.reason}", f"{cap.url}: {page}", cap.record_id)
+                continue
+            report.counts["pages_kept"] += 1
+            if cap.from_revisit:
+                report.counts["pages_from_revisits"] += 1
+            w.add("warc_pages", {
+                "record_id": cap.record_id, "record_offset": cap.offset, "url": cap.url,
+                "warc_date": cap.warc_date, "http_status": cap.http_status, "content_type": cap.content_type,
+                "charset": cap.charset, "charset_source": cap.charset_source, "title": page.title,
+                "text": page.text, "published": page.published, "language": page.language,
+                "payload_bytes": cap.payload_bytes, "content_hash": content_hash(page.text),
+                "from_revisit": cap.from_revisit,
+            })
+            for i, link in enumerate(page.links):
+                w.add("warc_links", {"src_record_id": cap.record_id, "src_url": cap.url, "dst_url": link.url,
+                                     "anchor": link.anchor, "context": link.context, "ordinal": i})
+            report.counts["links"] += len(page.links)
+            if len(report.preview) < 5:
+                report.preview.append({"url": cap.url, "title": page.title, "chars": len(page.text),
+                                       "links": len(page.links), "status": cap.http_status})
         report.counts.update(reader_counts)
         report.rejected = Counter(w.rejects)
         report.seconds = time.perf_counter() - started

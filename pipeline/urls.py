@@ -6,7 +6,6 @@ address and a URL an agent asks the simulator for all go through `normalize_url`
 
 from __future__ import annotations
 
-import posixpath
 import re
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
@@ -23,6 +22,28 @@ def _requote(part: str, safe: str) -> str:
     protected = re.sub(r"%(2[fF]|3[fF]|23|25)", lambda m: "\x00" + m.group(1).upper(), part)
     out = quote(unquote(protected), safe=safe + "\x00")
     return out.replace("\x00", "%")
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4: resolve "." and ".." segments; other segments (empty ones too) are kept."""
+    if "." not in path:
+        return path
+    out: list[str] = []
+    segments = path.split("/")
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == ".":
+            if last:
+                out.append("")
+        elif seg == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    result = "/".join(out)
+    return result if result.startswith("/") else "/" + result
 
 
 def normalize_url(url: str, base: str | None = None) -> str | None:
@@ -56,15 +77,10 @@ def normalize_url(url: str, base: str | None = None) -> str | None:
         host = host.encode("idna").decode("ascii") if not host.isascii() else host
     except UnicodeError:
         return None
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    path = parts.path or "/"
-    if "/." in path:
-        trailing = path.endswith("/")
-        path = posixpath.normpath(path)
-        if path.startswith("//"):
-            path = "/" + path.lstrip("/")
-        if trailing and path != "/":
-            path += "/"
+    path = _remove_dot_segments(parts.path or "/")
     path = _requote(path, _PATH_SAFE)
     query = _requote(parts.query, _QUERY_SAFE) if parts.query else ""
     return urlunsplit((scheme, netloc, path, query, ""))

@@ -13,6 +13,10 @@ from pipeline.urls import normalize_title, normalize_url, wikipedia_title, wikip
     ("Bar#section", "https://en.wikipedia.org/wiki/Foo", "https://en.wikipedia.org/wiki/Bar"),
     ("//cdn.example.org/a.js", "https://example.com/", "https://cdn.example.org/a.js"),
     ("/a%2Fb", "https://example.com/", "https://example.com/a%2Fb"),
+    ("http://[::1]:8080/x", None, "http://[::1]:8080/x"),
+    ("https://example.com/a//b/./c/../d", None, "https://example.com/a//b/d"),
+    ("https://example.com/a/b/..", None, "https://example.com/a/"),
+    ("https://example.com/../../x", None, "https://example.com/x"),
 ])
 def test_normalize_url(raw, base, expected):
     assert normalize_url(raw, base) == expected
