@@ -93,6 +93,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\nstore: {store.get().path}")
     for table in ("pages", "url_aliases", "link_graph", "clickstream", "rejects"):
         print(f"  {table:12s} {counts.get(table, 0):>9,d} rows")
+    from pipeline.snapshot import latest_snapshot
+
+    snap = latest_snapshot()
+    if snap is not None:
+        print(f"snapshot: {snap.path} (serve it with `websim serve`)")
     print(f"dagster runs: DAGSTER_HOME={os.environ['DAGSTER_HOME']} (open with `make ui`)")
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 0

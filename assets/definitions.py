@@ -2,13 +2,13 @@
 
 import dagster as dg
 
-from assets import checks, ingest, jobs, sensors
+from assets import checks, ingest, jobs, sensors, simulator
 from assets.resources import InputsResource, StoreResource
 
 defs = dg.Definitions(
-    assets=[ingest.warc_pages, ingest.clickstream, ingest.pages, ingest.link_graph],
-    asset_checks=[checks.pages_contracts, checks.link_graph_contracts],
+    assets=[ingest.warc_pages, ingest.clickstream, ingest.pages, ingest.link_graph, simulator.snapshot],
+    asset_checks=[checks.pages_contracts, checks.link_graph_contracts, simulator.snapshot_title_search],
     jobs=[jobs.warc_ingest_job, jobs.clickstream_ingest_job, jobs.store_build_job],
     sensors=[sensors.warc_files_sensor, sensors.clickstream_files_sensor],
-    resources={"store": StoreResource(), "inputs": InputsResource()},
+    resources={"store": StoreResource(), "inputs": InputsResource(), "simulator": simulator.SimulatorResource()},
 )

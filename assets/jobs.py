@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.ingest import clickstream, link_graph, pages, warc_pages
+from assets.simulator import snapshot
 
 warc_ingest_job = dg.define_asset_job(
     "warc_ingest", selection=[warc_pages],
@@ -11,5 +12,6 @@ clickstream_ingest_job = dg.define_asset_job(
     "clickstream_ingest", selection=[clickstream],
     description="Ingest clickstream partitions (one run per dump file).")
 store_build_job = dg.define_asset_job(
-    "store_build", selection=dg.AssetSelection.assets(pages, link_graph),
-    description="Rebuild the deduplicated pages and the link graph from all ingested partitions (with checks).")
+    "store_build", selection=dg.AssetSelection.assets(pages, link_graph, snapshot),
+    description="Rebuild the deduplicated pages and the link graph from all ingested partitions, then a new "
+                "simulator snapshot (with checks).")
