@@ -89,6 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _materialize_partitions(defs, instance, "warc_ingest", "warc_files", warcs, args.verbose)
     _materialize_partitions(defs, instance, "clickstream_ingest", "clickstream_files", clicks, args.verbose)
     _run_job(defs, instance, "store_build", verbose=args.verbose)
+    print("synthesis (embedded model) ...")
+    _run_job(defs, instance, "synthesis", verbose=args.verbose)
     counts = store.get().counts()
     print(f"\nstore: {store.get().path}")
     for table in ("pages", "url_aliases", "link_graph", "clickstream", "rejects"):
@@ -98,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     snap = latest_snapshot()
     if snap is not None:
         print(f"snapshot: {snap.path} (serve it with `websim serve`)")
+    print(f"datasets: {config.data_dir() / 'datasets'}")
     print(f"dagster runs: DAGSTER_HOME={os.environ['DAGSTER_HOME']} (open with `make ui`)")
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 0

@@ -2,13 +2,16 @@
 
 import dagster as dg
 
-from assets import checks, ingest, jobs, sensors, simulator
+from assets import checks, ingest, jobs, report_tasks, sensors, simulator
+from assets.llm_resource import LLMResource
 from assets.resources import InputsResource, StoreResource
 
 defs = dg.Definitions(
-    assets=[ingest.warc_pages, ingest.clickstream, ingest.pages, ingest.link_graph, simulator.snapshot],
+    assets=[ingest.warc_pages, ingest.clickstream, ingest.pages, ingest.link_graph, simulator.snapshot,
+            report_tasks.report_tasks],
     asset_checks=[checks.pages_contracts, checks.link_graph_contracts, simulator.snapshot_title_search],
-    jobs=[jobs.warc_ingest_job, jobs.clickstream_ingest_job, jobs.store_build_job],
+    jobs=[jobs.warc_ingest_job, jobs.clickstream_ingest_job, jobs.store_build_job, jobs.synthesis_job],
     sensors=[sensors.warc_files_sensor, sensors.clickstream_files_sensor],
-    resources={"store": StoreResource(), "inputs": InputsResource(), "simulator": simulator.SimulatorResource()},
+    resources={"store": StoreResource(), "inputs": InputsResource(), "simulator": simulator.SimulatorResource(),
+               "llm": LLMResource()},
 )

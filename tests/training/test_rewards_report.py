@@ -1,0 +1,183 @@
+"""The report-task verifiers on literal completions: gold answers score ~1, shuffled or fabricated ones ~0."""
+
+import pytest
+
+from pipeline.report_tasks import gold_answer
+from training.rewards_report import (
+    REPORT_REWARD_WEIGHTS,
+    REPORT_REWARDS,
+    citation_reward,
+    completion_text,
+    coverage_reward,
+    distractor_reward,
+    format_reward,
+    kendall_tau,
+    notes_reward,
+    order_reward,
+    report_sentences,
+    score_completion,
+)
+
+NILE = "https://en.wikipedia.org/wiki/Nile"
+DAM = "https://en.wikipedia.org/wiki/Aswan_Dam"
+KOALA = "https://en.wikipedia.org/wiki/Koala"
+
+
+def _chunk(cid, url, position, text, distractor=False, section=""):
+    return {"chunk_id": cid, "source_chunk_id": f"{url}#{position}", "url": url, "title": url.rsplit("/", 1)[1],
+            "position": position, "char_start": 0, "char_end": len(text), "section": section, "text": text,
+            "n_tokens": len(text.split()), "is_distractor": distractor}
+
+
+CHUNKS = [
+    _chunk("C1", NILE, 1, "The Nile flows north for about 6,650 kilometres and drains into the Mediterranean Sea. "
+                          "It is often called the longest river in the world.", section="Course"),
+    _chunk("C2", KOALA, 4, "The koala is a tree-dwelling marsupial native to Australia. It feeds almost entirely "
+                           "on eucalyptus leaves and sleeps up to twenty hours a day.", distractor=True),
+    _chunk("C3", DAM, 0, "The Aswan High Dam was completed in 1970 across the Nile in southern Egypt. It controls "
+                         "the annual flood and generates hydroelectric power.", section="Aswan High Dam"),
+    _chunk("C4", NILE, 0, "Ancient Egyptian civilisation developed along the banks of the Nile. Farmers relied on "
+                          "the annual flood to water their fields and grow wheat.", section="Nile"),
+]
+KEY_POINTS = [
+    {"chunk_id": "C1", "point": "The Nile flows north about 6,650 km into the Mediterranean.",
+     "quote": "flows north for about 6,650 kilometres and drains into the Mediterranean Sea", "source": "model:x"},
+    {"chunk_id": "C3", "point": "The Aswan High Dam on the Nile was completed in 1970.",
+     "quote": "The Aswan High Dam was completed in 1970 across the Nile", "source": "model:x"},
+    {"chunk_id": "C3", "point": "The dam controls the flood and generates hydroelectric power.",
+     "quote": "It controls the annual flood and generates hydroelectric power", "source": "model:x"},
+    {"chunk_id": "C4", "point": "Ancient Egyptian civilisation grew up along the banks of the Nile.",
+     "quote": "Ancient Egyptian civilisation developed along the banks of the Nile", "source": "model:x"},
+]
+SYNTH = {
+    "task_kind": "synthesise", "chunk_ids": ["C1", "C2", "C3", "C4"], "chunks": CHUNKS,
+    "gold_order": ["C4", "C1", "C3"], "distractor_ids": ["C2"], "source_urls": [NILE, DAM],
+    "outline": [{"url": NILE, "title": "Nile", "sections": [{"heading": "Nile", "chunk_ids": ["C4"]},
+                                                             {"heading": "Course", "chunk_ids": ["C1"]}]},
+                {"url": DAM, "title": "Aswan Dam", "sections": [{"heading": "Aswan High Dam", "chunk_ids": ["C3"]}]}],
+    "key_points": KEY_POINTS, "notes": [], "min_words": 20, "max_words": 200,
+}
+MERGE = {**SYNTH, "task_kind": "analyse_merge", "notes": [
+    {"chunk_id": "C1", "note": "The Nile flows north about 6,650 km into the Mediterranean."},
+    {"chunk_id": "C2", "note": "off-topic"},
+    {"chunk_id": "C3", "note": "The Aswan High Dam on the Nile was completed in 1970. The dam controls the flood "
+                               "and generates hydroelectric power."},
+    {"chunk_id": "C4", "note": "Ancient Egyptian civilisation grew up along the banks of the Nile."}]}
+REORDER = {"task_kind": "reorder", "chunk_ids": ["C1", "C2", "C3", "C4", "C5"], "gold_order": ["C3", "C5", "C1", "C4", "C2"],
+           "chunks": [], "key_points": [], "distractor_ids": [], "min_words": 0, "max_words": 0}
+
+FABRICATED_REPORT = """# The Nile
+
+## History
+The river was discovered by Roman engineers in 1850 [C1]. Its water is mostly used for car manufacturing [C4].
+
+## Today
+Koalas are farmed along its banks for their wool [C2]. The dam was built on the moon [C9].
+"""
+
+
+def _batch(rows, completions):
+    keys = ["task_kind", "chunk_ids", "chunks", "gold_order", "distractor_ids", "key_points", "min_words", "max_words"]
+    return {k: [r.get(k) for r in rows] for k in keys}
+
+
+def _all(text, row):
+    return {fn.__name__: fn([text], **_batch([row], [text]))[0] for fn in REPORT_REWARDS}
+
+
+def test_kendall_tau():
+    assert kendall_tau(["a", "b", "c"], ["a", "b", "c"]) == 1.0
+    assert kendall_tau(["c", "b", "a"], ["a", "b", "c"]) == -1.0
+    assert kendall_tau(["b", "a", "c"], ["a", "b", "c"]) == pytest.approx(1 / 3)
+
+
+def test_order_reward_gold_shuffled_partial_and_chat_completions():
+    kw = _batch([REORDER] * 5, None)
+    completions = [
+        "C3, C5, C1, C4, C2",                                   # gold
+        [{"role": "assistant", "content": "C2, C4, C1, C5, C3"}],  # reversed, as a chat
+        "The order is C4, C2, C5, C3, C1.",                     # shuffled
+        "C3, C5",                                               # right but incomplete
+        "I cannot tell.",
+    ]
+    gold, reverse, shuffled, partial, none = order_reward(completions, **kw)
+    assert gold == 1.0
+    assert reverse == 0.0
+    assert shuffled == 0.0
+    assert partial == pytest.approx(2 / 5)
+    assert none == 0.0
+
+
+def test_gold_answers_score_near_one():
+    for row in (SYNTH, MERGE, REORDER):
+        scores = _all(gold_answer(row), row)
+        applicable = {k: v for k, v in scores.items() if v is not None}
+        assert applicable and all(v >= 0.95 for v in applicable.values()), (row["task_kind"], scores)
+
+
+def test_fabricated_report_scores_near_zero():
+    scores = _all(FABRICATED_REPORT, SYNTH)
+    assert scores["coverage_reward"] == 0.0
+    assert scores["citation_reward"] == 0.0
+    assert scores["distractor_reward"] == 0.0  # it cites the koala chunk
+    assert scores["format_reward"] < 1.0  # cites an id that does not exist
+    assert scores["order_reward"] is None and scores["notes_reward"] is None
+
+
+def test_copying_a_distractor_without_citing_it_is_penalised():
+    text = ("# Nile\n\n## Animals\nThe koala is a tree-dwelling marsupial native to Australia and feeds on "
+            "eucalyptus leaves.\n\n## River\nThe Nile flows north into the Mediterranean Sea [C1].")
+    assert distractor_reward([text], **_batch([SYNTH], None)) == [0.0]
+
+
+def test_citations_must_exist_and_support_the_sentence():
+    row = SYNTH
+    good = "The Aswan High Dam was completed in 1970 and generates hydroelectric power [C3]."
+    wrong_chunk = "The Aswan High Dam was completed in 1970 and generates hydroelectric power [C1]."
+    unknown = "The Aswan High Dam was completed in 1970 and generates hydroelectric power [C7]."
+    uncited = "The Aswan High Dam was completed in 1970 and generates hydroelectric power."
+    after_stop = "The Aswan High Dam was completed in 1970. [C3] It generates hydroelectric power. [C3]"
+    out = citation_reward([good, wrong_chunk, unknown, uncited, after_stop], **_batch([row] * 5, None))
+    assert out == [1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_report_sentences_attach_trailing_citations():
+    sents = report_sentences("# T\n## S\n- First fact about rivers here. [C1][C2] Second fact about dams [C3, C4].")
+    assert sents == [("First fact about rivers here.", ["C1", "C2"]), ("Second fact about dams.", ["C3", "C4"])]
+
+
+def test_notes_reward_needs_a_note_per_chunk_and_flags_distractors():
+    kw = _batch([MERGE] * 3, None)
+    good = gold_answer(MERGE)
+    missing = good.replace("[C3] The Aswan", "The Aswan")
+    distractor_kept = good.replace("[C2] off-topic", "[C2] The koala is a marsupial that eats eucalyptus leaves.")
+    g, m, d = notes_reward([good, missing, distractor_kept], **kw)
+    assert g == 1.0 and m == pytest.approx(0.75) and d == pytest.approx(0.75)
+
+
+def test_format_reward_rubrics():
+    assert format_reward(["C1, C2, C3, C4, C5"], **_batch([REORDER], None)) == [1.0]
+    assert format_reward(["C1, C1, C2, C9 because the text says so and so on and on"] ,
+                         **_batch([REORDER], None))[0] < 0.5
+    assert format_reward(["Just some words [C1]."], **_batch([SYNTH], None))[0] <= 0.25
+    assert format_reward([gold_answer(MERGE)], **_batch([MERGE], None)) == [1.0]
+
+
+def test_rewards_return_none_for_other_kinds_and_unknown_rows():
+    kw = _batch([REORDER, SYNTH], None)
+    assert coverage_reward(["C1", "x"], **kw)[0] is None
+    assert order_reward(["C1", "x"], **kw)[1] is None
+    assert format_reward(["x"], task_kind=["questions"]) == [None]
+    assert len(REPORT_REWARDS) == len(REPORT_REWARD_WEIGHTS)
+
+
+def test_completion_text_shapes():
+    assert completion_text("a") == "a"
+    assert completion_text([{"role": "assistant", "content": "b"}]) == "b"
+    assert completion_text([{"role": "user", "content": "q"}, {"role": "assistant", "content": "c"}]) == "c"
+    assert completion_text({"role": "assistant", "content": [{"type": "text", "text": "d"}]}) == "d"
+
+
+def test_score_completion_matches_the_reward_functions():
+    scores = score_completion(gold_answer(MERGE), MERGE)
+    assert scores["order"] is None and scores["notes"] == 1.0 and scores["coverage"] == 1.0
