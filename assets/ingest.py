@@ -13,7 +13,7 @@ STORE_POOL = "websim_store"  # every asset that writes the DuckDB store; the ins
 class WarcIngestConfig(dg.Config):
     workers: int = 2
     """Extraction processes (use the machine's cores)."""
-    page_timeout_s: float = 10.0
+    page_timeout_s: float = 30.0
     """Time limit for one page's extraction; a page over it is rejected as extract_timeout."""
     max_payload_bytes: int = 5_000_000
     """Larger payloads are rejected as payload_too_large."""

@@ -78,7 +78,7 @@ def ingest_warc(
     partition: str | None = None,
     *,
     workers: int = 2,
-    timeout_s: float = 10.0,
+    timeout_s: float = 30.0,
     max_payload_bytes: int = 5_000_000,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
