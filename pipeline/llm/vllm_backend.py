@@ -36,6 +36,23 @@ CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "dtype": "bfloat16
 ENGINE_DEFAULTS: dict[str, Any] = {"seed": 0}
 
 
+def _make_modules_safe_for_kernel_scan() -> None:
+    """Let vLLM's start-up scan of `sys.modules` pass over llvmlite's library wrapper.
+
+    vLLM CPU rebinds Triton kernels by reading `vars(value)` of every module attribute. llvmlite's `ffi.lib`
+    (loaded whenever numba is, e.g. by bm25s) answers any missing attribute, `__dict__` included, with a ctypes
+    function wrapper, so `vars(lib)` is not a dict and the engine fails to start with "'_lib_fn_wrapper' object
+    has no attribute 'get'". Giving the wrapper an empty `__dict__` entry in its own function table makes
+    `vars(lib)` an empty dict; llvmlite never looks that name up itself.
+    """
+    import sys
+
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    fntab = getattr(getattr(ffi, "lib", None), "_fntab", None)
+    if isinstance(fntab, dict) and not isinstance(fntab.get("__dict__"), dict):
+        fntab["__dict__"] = {}
+
+
 def vllm_available() -> bool:
     """Whether vLLM can be imported (checked without importing it: that takes seconds)."""
     return importlib.util.find_spec("vllm") is not None
@@ -113,6 +130,7 @@ class VLLMBackend(Backend):
         except ImportError as exc:
             raise LLMUnavailableError(f"vLLM is not installed ({exc}); see scripts/install_vllm_cpu.sh") from exc
         logger.info("starting vLLM on %s with %s", self.model_path, self.engine_args)
+        _make_modules_safe_for_kernel_scan()
         try:
             self._llm = LLM(model=self.model_path, **self.engine_args)
         except Exception as exc:  # noqa: BLE001 - any start failure means no engine

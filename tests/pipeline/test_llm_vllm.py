@@ -23,6 +23,10 @@ PERSON = {
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
     data_dir = tmp_path_factory.getbasetemp() / "websim_home"
+    # bm25s loads numba/llvmlite, whose library wrapper broke vLLM CPU's start-up module scan: the engine must
+    # start in a process that already searched with bm25s (as the full test session and the pipeline do).
+    import bm25s  # noqa: F401
+
     with pytest.MonkeyPatch.context() as env:
         # One OpenMP thread: on a shared CI machine, threads bound to busy cores spin-wait (2-4x slower).
         env.setenv("VLLM_CPU_OMP_THREADS_BIND", "0")
