@@ -28,10 +28,17 @@ from typing import Iterable, Protocol, Sequence
 INDEX_KINDS = ("tantivy", "bm25s")
 META_FILE = "index_meta.json"
 
-# Lucene's classic English stop set: short enough that no content word is lost (the measured gain is
-# from dropping "the", "of", ... in long sentence queries), shared by both engines and the snippets.
-STOPWORDS = frozenset("""a an and are as at be but by for if in into is it no not of on or such that the their
-then there these they this to was will with""".split())
+# English function words (NLTK's list without contractions): pronouns, auxiliaries, wh-words,
+# prepositions. They are in most pages, so they cost the most to score and rank nothing; dropping them
+# keeps natural-language questions ("Which city was ... ?") cheap on a large corpus. A query made only
+# of them keeps them (see `query_terms`). The list an index was built with is stored beside it.
+STOPWORDS = frozenset("""a about above after again against all am an and any are as at be because been before
+being below between both but by can could did do does doing down during each few for from further had has
+have having he her here hers herself him himself his how i if in into is it its itself just me more most my
+myself no nor not now of off on once only or other our ours ourselves out over own same she should so some
+such than that the their theirs them themselves then there these they this those through to too under until
+up very was we were what when where which while who whom why will with would you your yours yourself
+yourselves""".split())
 
 # What a token is, for queries and snippets alike: runs of letters and digits (tantivy's `simple`
 # tokenizer splits on everything else, underscores included).
@@ -54,7 +61,8 @@ class IndexConfig:
     """BM25 k1 (bm25s only; tantivy's is fixed at 1.2)."""
     b: float = 0.75
     """BM25 b (bm25s only; tantivy's is fixed at 0.75)."""
-    writer_heap_mb: int = 512
+    writer_heap_mb: int = 1024
+    """Indexing memory, split between the threads; more memory, fewer segments to search."""
     threads: int = 0
     """Indexing threads (0: the machine's cores, at most 8)."""
 
@@ -72,7 +80,7 @@ class IndexStats:
     config: dict = field(default_factory=dict)
 
 
-def query_terms(query: str, stopwords: bool = True) -> list[str]:
+def query_terms(query: str, stopwords: bool | frozenset[str] = True) -> list[str]:
     """The distinct lower-cased terms of `query`, stop words dropped unless nothing else is left."""
     seen: dict[str, None] = {}
     for tok in _TOKEN.findall(query.lower()):
@@ -81,7 +89,8 @@ def query_terms(query: str, stopwords: bool = True) -> list[str]:
         seen.setdefault(tok, None)
     terms = list(seen)
     if stopwords:
-        content = [t for t in terms if t not in STOPWORDS]
+        stop = STOPWORDS if stopwords is True else stopwords
+        content = [t for t in terms if t not in stop]
         return content or terms
     return terms
 
@@ -96,14 +105,14 @@ class SearchIndex(Protocol):
 
 # ---- tantivy ---------------------------------------------------------------------------------
 
-def _tantivy_analyzer(config: IndexConfig):
+def _tantivy_analyzer(config: IndexConfig, stopwords: frozenset[str] = STOPWORDS):
     import tantivy
 
     builder = (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
                .filter(tantivy.Filter.remove_long(40))
                .filter(tantivy.Filter.lowercase()))
-    if config.stopwords:
-        builder = builder.filter(tantivy.Filter.custom_stopword(sorted(STOPWORDS)))
+    if config.stopwords and stopwords:
+        builder = builder.filter(tantivy.Filter.custom_stopword(sorted(stopwords)))
     if config.stemming:
         builder = builder.filter(tantivy.Filter.stemmer("english"))
     return builder.build()
@@ -122,14 +131,14 @@ def _tantivy_schema():
 class TantivyIndex:
     kind = "tantivy"
 
-    def __init__(self, path: Path, config: IndexConfig):
+    def __init__(self, path: Path, config: IndexConfig, stopwords: frozenset[str] = STOPWORDS):
         import tantivy
 
         self._index = tantivy.Index.open(str(path))
-        self._index.register_tokenizer("websim", _tantivy_analyzer(config))
+        self._index.register_tokenizer("websim", _tantivy_analyzer(config, stopwords))
         self._searcher = self._index.searcher()  # the index never changes: one searcher for all calls
         self._boosts = {"title": config.title_boost} if config.title_boost != 1.0 else {}
-        self._stopwords = config.stopwords
+        self._stopwords = stopwords if config.stopwords else False
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         # Only plain terms reach tantivy's query parser: no field names, operators or phrase syntax
@@ -166,14 +175,14 @@ def _build_tantivy(path: Path, docs: Iterable[tuple[int, str, str]], config: Ind
 class Bm25sIndex:
     kind = "bm25s"
 
-    def __init__(self, path: Path, config: IndexConfig):
+    def __init__(self, path: Path, config: IndexConfig, stopwords: frozenset[str] = STOPWORDS):
         import bm25s
         import numpy as np
 
         self._np = np
         self._bm25 = bm25s.BM25.load(str(path / "bm25s"), mmap=True)
         self._page_ids = np.load(path / "page_ids.npy")
-        self._stopwords = config.stopwords
+        self._stopwords = stopwords if config.stopwords else False
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         np = self._np
@@ -220,7 +229,8 @@ def build_index(path: str | Path, docs: Iterable[tuple[int, str, str]], config: 
     n = builder(path, docs, config)
     seconds = time.perf_counter() - started
     stats = IndexStats(config.kind, n, 0, round(seconds, 3), asdict(config))
-    (path / META_FILE).write_text(json.dumps(asdict(stats), indent=2))
+    meta = {**asdict(stats), "stopword_list": sorted(STOPWORDS) if config.stopwords else []}
+    (path / META_FILE).write_text(json.dumps(meta, indent=2))
     stats.bytes = dir_bytes(path)
     return stats
 
@@ -230,7 +240,9 @@ def open_index(path: str | Path) -> SearchIndex:
     path = Path(path)
     meta = json.loads((path / META_FILE).read_text())
     config = IndexConfig(**meta["config"])
-    return TantivyIndex(path, config) if config.kind == "tantivy" else Bm25sIndex(path, config)
+    stopwords = frozenset(meta.get("stopword_list", STOPWORDS if config.stopwords else ()))
+    return (TantivyIndex(path, config, stopwords) if config.kind == "tantivy"
+            else Bm25sIndex(path, config, stopwords))
 
 
 def dir_bytes(path: Path) -> int:

@@ -172,10 +172,11 @@ LEFT JOIN (SELECT dst_id, count(*) AS n FROM link_graph GROUP BY dst_id) i ON i.
 ORDER BY p.page_id
 """
 # What the serving files hold (see simulator.PageFiles); row order is what makes lookups cheap.
+# `pages` and `link_graph` were inserted in page_id / (src_id, first_ordinal) order and DuckDB keeps
+# insertion order: no ORDER BY, so the texts are streamed rather than sorted in memory (checked after).
 _SERVE_SQL = {
-    "pages": """SELECT page_id, url, host, title, warc_date, content_type, n_bytes, clicks_in, text
-                FROM pages ORDER BY page_id""",
-    "links": """SELECT g.src_id, g.dst_id, g.anchor, g.clicks FROM link_graph g ORDER BY g.src_id, g.first_ordinal, g.dst_id""",
+    "pages": "SELECT page_id, url, host, title, warc_date, content_type, n_bytes, clicks_in, text FROM pages",
+    "links": "SELECT src_id, dst_id, anchor, clicks FROM link_graph",
     "backlinks": """SELECT g.dst_id, g.src_id, g.anchor, g.clicks FROM link_graph g
                     ORDER BY g.dst_id, g.clicks DESC, g.src_id""",
     "sitemap": "SELECT host, path, url, title, page_id FROM pages ORDER BY host, path, url",
@@ -245,6 +246,8 @@ def build_snapshot(
             t0 = time.perf_counter()
             for name, sql in _SERVE_SQL.items():
                 _write_arrow(con.sql(sql).to_arrow_reader(_BATCH_ROWS), tmp / SERVE_DIR / f"{name}.arrow")
+            _check_sorted(tmp / SERVE_DIR / "pages.arrow", "page_id")
+            _check_sorted(tmp / SERVE_DIR / "links.arrow", "src_id")
             _write_url_table(con, tmp / SERVE_DIR / "urls.arrow")
             timings["serve_files_s"] = time.perf_counter() - t0
 
@@ -339,6 +342,18 @@ def _write_arrow(reader, path: Path) -> None:
             writer.write_batch(batch)
 
 
+def _check_sorted(path: Path, column: str) -> None:
+    """The simulator binary-searches `column`: refuse a file whose rows are not in order."""
+    import numpy as np
+    import pyarrow as pa
+
+    with pa.memory_map(str(path), "r") as source:
+        col = pa.ipc.open_file(source).read_all().column(column)
+        values = np.concatenate([c.to_numpy() for c in col.chunks]) if col.num_chunks else np.array([])
+    if len(values) > 1 and not bool(np.all(values[1:] >= values[:-1])):
+        raise RuntimeError(f"{path.name} is not sorted by {column}")
+
+
 def _write_url_table(con, path: Path) -> None:
     """Every URL the simulator answers for (pages, then aliases), sorted by `url_key`."""
     import numpy as np
@@ -356,7 +371,7 @@ def _write_url_table(con, path: Path) -> None:
 
 
 def _index_docs(con) -> Iterator[tuple[int, str, str]]:
-    reader = con.sql("SELECT page_id, title, text FROM pages ORDER BY page_id").to_arrow_reader(2048)
+    reader = con.sql("SELECT page_id, title, text FROM pages").to_arrow_reader(2048)
     for batch in reader:
         yield from zip(*(batch.column(i).to_pylist() for i in range(3)))
 

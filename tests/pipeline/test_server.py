@@ -49,9 +49,12 @@ class ServerProcess:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    conn.close()
                     return
-            except httpx.HTTPError:
+            except OSError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 out = self.proc.stdout.read().decode(errors="replace") if self.proc.poll() is not None else ""
