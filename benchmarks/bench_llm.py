@@ -1,7 +1,7 @@
 """Generation throughput of every backend on the same prompts, and the pipeline's overhead over the bare engine.
 
     python benchmarks/bench_llm.py [--prompts 64] [--max-tokens 64] [--reps 3] [--threads N]
-                                   [--only vllm,openai,transformers,one-by-one] [--json out.json]
+                                   [--only vllm,openai,transformers,one-by-one] [--json out.json [--append]]
 
 Rows, all greedy on the embedded SmolLM2-135M-Instruct, the cache off:
 - vLLM offline: bare `vllm.LLM.chat` vs `VLLMBackend.generate` on the same engine;
@@ -186,14 +186,15 @@ def bench_transformers(model_dir: Path, chats, max_tokens: int, reps: int, threa
 
 def print_table(rows: list[dict]) -> None:
     reference = next((r for r in rows if r["config"] == "vLLM offline: VLLMBackend"), rows[0])
-    header = f"{'config':<48}{'reqs':>5}{'prompt':>8}{'compl':>7}{'sec':>8}{'tok/s':>8}{'req/s':>7}{'x ref':>7}"
+    header = (f"{'config':<48}{'reqs':>5}{'prompt':>8}{'compl':>7}{'sec':>8}{'tok/s':>8}{'req/s':>7}{'x ref':>7}"
+              f"{'load':>6}")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['config']:<48}{r['requests']:>5}{r['prompt_tokens']:>8}{r['completion_tokens']:>7}"
               f"{r['seconds']:>8.2f}{r['tokens_per_s']:>8.1f}{r['requests_per_s']:>7.2f}"
-              f"{r['tokens_per_s'] / reference['tokens_per_s']:>7.2f}")
-    print(f"(x ref: tokens/s relative to '{reference['config']}')")
+              f"{r['tokens_per_s'] / reference['tokens_per_s']:>7.2f}{r.get('load_average', float('nan')):>6.1f}")
+    print(f"(x ref: tokens/s relative to '{reference['config']}'; load: the machine's 1-min load average)")
     by_name = {r["config"]: r for r in rows}
     pairs = [
         ("vLLM offline: VLLMBackend", "vLLM offline: bare LLM.chat"),
@@ -215,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="cores for vLLM / torch threads (default: all)")
     parser.add_argument("--only", default="vllm,openai,transformers,one-by-one")
-    parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--json", default=None, help="also write the rows here (after every phase)")
+    parser.add_argument("--append", action="store_true", help="add to the rows already in --json")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
@@ -226,19 +228,27 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = ensure_embedded_model(default_data_dir())
     chats = make_chats(args.prompts)
     started, load_before = time.time(), os.getloadavg()
-    rows: list[dict] = []
-    if "vllm" in only:
-        rows += bench_vllm(model_dir, chats, args.max_tokens, args.reps)
-    if "openai" in only:
-        rows += bench_openai(model_dir, chats, args.max_tokens, args.reps, threads)
-    if "transformers" in only or "one-by-one" in only:
-        rows += bench_transformers(model_dir, chats, args.max_tokens, args.reps, args.threads, "one-by-one" in only)
+    out = Path(args.json) if args.json else None
+    rows: list[dict] = json.loads(out.read_text()) if out and args.append and out.exists() else []
+    phases = [
+        ("vllm", lambda: bench_vllm(model_dir, chats, args.max_tokens, args.reps)),
+        ("openai", lambda: bench_openai(model_dir, chats, args.max_tokens, args.reps, threads)),
+        ("transformers", lambda: bench_transformers(model_dir, chats, args.max_tokens, args.reps, args.threads,
+                                                    "one-by-one" in only)),
+    ]
+    for name, run in phases:
+        if name in only or (name == "transformers" and "one-by-one" in only):
+            phase_load = os.getloadavg()[0]
+            new_rows = run()
+            for r in new_rows:
+                r["load_average"] = round((phase_load + os.getloadavg()[0]) / 2, 1)
+            rows += new_rows
+            if out:  # after every phase: a long run that dies keeps what it measured
+                out.write_text(json.dumps(rows, indent=2))
     print(f"\n{args.prompts} chats, greedy, max_tokens={args.max_tokens}, best of {args.reps}; "
           f"{os.cpu_count()} CPUs, load average before {load_before[0]:.1f} / after {os.getloadavg()[0]:.1f}; "
           f"{time.time() - started:.0f} s in all\n")
     print_table(rows)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
 
 
