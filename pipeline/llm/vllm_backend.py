@@ -120,6 +120,7 @@ class VLLMBackend(Backend):
         self.engine_args = {**defaults, **(engine_args or {})}
         self.compact_json = compact_json  # no free whitespace inside JSON: fewer tokens, and small models ramble
         self._llm = None
+        self._warned_seed = False
 
     def start(self) -> None:
         if self._llm is not None:
@@ -159,6 +160,19 @@ class VLLMBackend(Backend):
         except Exception:  # noqa: BLE001
             logger.debug("vLLM cleanup raised", exc_info=True)
 
+    def _request_seed(self, p) -> int | None:
+        """The per-request seed vLLM gets. On the CPU build a seeded request that is sampled (temperature > 0)
+        fails whenever the scheduler discards one of its tokens (a prompt prefilled in chunks): vLLM rewinds the
+        request's generator with `get_offset`, which CPU generators lack ("CPU Generator does not use offset").
+        There such requests draw from the engine's seeded generator instead: still reproducible for the same
+        batch, and the response cache (keyed with the seed) serves re-runs the very same text."""
+        if p.seed is None or p.temperature == 0 or not is_cpu_build():
+            return p.seed
+        if not self._warned_seed:
+            logger.info("vLLM CPU: per-request seeds are left to the engine's seed (CPU generators cannot rewind)")
+            self._warned_seed = True
+        return None
+
     def sampling_params(self, request: Request):
         """vLLM's `SamplingParams` for one request."""
         from vllm import SamplingParams
@@ -173,7 +187,7 @@ class VLLMBackend(Backend):
             max_tokens=p.max_tokens,
             temperature=p.temperature,
             top_p=p.top_p,
-            seed=p.seed,
+            seed=self._request_seed(p),
             stop=list(p.stop) or None,
             structured_outputs=structured,
         )

@@ -70,6 +70,16 @@ def test_structured_output_is_always_valid_json(backend):
         assert c.parsed == value and c.ok and c.attempts == 1
 
 
+def test_seeded_sampling_of_long_distinct_prompts(backend):
+    # Prompts too long to prefill in one engine step: vLLM CPU used to fail seeded sampled requests
+    # there ("CPU Generator does not use offset"), so every request of such a batch came back an error.
+    words = "river mountain castle harbour treaty empire railway festival cathedral island".split()
+    chats = [[{"role": "user", "content": " ".join(words[(i * 7 + j * 3) % len(words)] for j in range(700))
+               + " Name one of these words."}] for i in range(8)]
+    out = backend.generate(chats, SamplingParams(max_tokens=8, temperature=0.7, seed=11))
+    assert [c.error for c in out] == [None] * 8 and all(c.completion_tokens > 0 for c in out)
+
+
 def test_tools_are_rendered(backend):
     tool = {"type": "function", "function": {"name": "search_pages", "description": "Search the web.",
                                              "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
