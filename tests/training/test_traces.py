@@ -1,0 +1,223 @@
+"""SFT traces: demonstrations are real simulator calls returning what the trace says, teacher rollouts are
+rejection-sampled against gold, eval questions never get in, and the dataset keeps every message exact.
+
+Also home of `small_questions` (hard_queries-shaped rows over the small snapshot of tests/pipeline/test_snapshot.py)
+that the SFT and asset tests share.
+"""
+
+import pytest
+
+from pipeline.calllog import read_trajectory
+from pipeline.llm import Completion
+from training.agent_loop import AgentConfig
+from training.env import ANSWER_RECEIVED, TOOL_SCHEMAS, SearchEnv
+from training.tool_parser import ToolCall, format_call
+from training.traces import (
+    TeacherConfig,
+    assert_train_only,
+    demonstration,
+    demonstrations,
+    plan_hops,
+    replay_mismatches,
+    teacher_traces,
+    trace_problems,
+    trace_rows,
+    trace_table,
+)
+from tests.pipeline.test_snapshot import TOPICS, WIKI, small_snapshot, small_store  # noqa: F401 - session fixtures
+
+
+def topic_sentence(title: str) -> str:
+    return f"{title} is a {TOPICS[title]}."
+
+
+def step(title: str, quote: str = "") -> dict:
+    return {"url": WIKI + title, "title": title, "quote": quote or topic_sentence(title)}
+
+
+def question(qid: str, titles: list[str], answer: str, split: str = "train", **extra) -> dict:
+    chain = [step(t) for t in titles]
+    return {"id": qid, "question": f"Question {qid}: follow {len(titles) - 1} links and find the answer.",
+            "answer": answer, "aliases": [], "hops": len(titles) - 1, "chain": chain, "start_url": chain[0]["url"],
+            "answer_url": chain[-1]["url"], "difficulty": 0.5, "split": split, "snapshot_id": "small",
+            "model": "test", "prompt_version": "test-v1", "seed": 0, **extra}
+
+
+def small_questions() -> list[dict]:
+    """Train and eval questions whose chains are link paths of the small corpus (answers on the last page)."""
+    return [
+        question("basalt", ["Aardvark", "Basalt", "Quartz"], "watches"),
+        question("penguin", ["Penguin", "Aardvark"], "termites"),
+        question("detour", ["Aardvark", "Quartz"], "piezoelectric effect"),  # no direct link: via Basalt
+        question("nebula", ["Nebula", "Kelvin"], "absolute zero"),
+        question("fjord", ["Fjord", "Lighthouse"], "reefs", split="eval"),
+        question("origami", ["Origami", "Jacquard"], "punched cards", split="eval"),
+    ]
+
+
+def train_questions() -> list[dict]:
+    return [q for q in small_questions() if q["split"] == "train"]
+
+
+@pytest.fixture()
+def make_env(small_snapshot):
+    return SearchEnv.factory(small_snapshot.path, session="test-demo")
+
+
+def tool_calls(messages):
+    return [c["function"] for m in messages if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+
+
+# ---- demonstrations ---------------------------------------------------------------------------------------------
+
+def test_a_demonstration_walks_the_chain_with_real_calls(make_env, small_snapshot):
+    env = make_env()
+    trace, reason = demonstration(small_questions()[0], env)
+    assert reason is None
+    calls = tool_calls(trace["messages"])
+    assert calls == [{"name": "search", "arguments": {"query": "Aardvark"}},
+                     {"name": "open_url", "arguments": {"url": WIKI + "Aardvark"}},
+                     {"name": "follow_link", "arguments": {"title": "Basalt"}},
+                     {"name": "follow_link", "arguments": {"title": "Quartz"}},
+                     {"name": "answer", "arguments": {"answer": "watches"}}]
+    messages = trace["messages"]
+    assert [m["role"] for m in messages] == ["system", "user"] + ["assistant", "tool"] * 5 + ["assistant"]
+    assert all(m["content"] for m in messages if m["role"] == "assistant")  # reasoning before every call
+    assert messages[-1] == {"role": "assistant", "content": "Final answer: watches"}
+    assert "used in watches" in messages[-3]["content"]  # the answer turn quotes the page it read
+    assert trace_problems(messages) == []
+    # every step is a real simulator call returning what the trace says...
+    assert replay_mismatches(messages, make_env()) == []
+    # ...and the call log holds them under the trace's trajectory id
+    env.simulator.call_log.flush()
+    logged = read_trajectory(small_snapshot.log_dir, trace["trajectory_id"])
+    assert [c["op"] for c in logged] == ["search", "fetch", "links", "fetch", "links", "fetch"]
+
+
+def test_replay_catches_a_trace_that_lies(make_env):
+    trace, _ = demonstration(small_questions()[0], make_env())
+    messages = [dict(m) for m in trace["messages"]]
+    messages[5]["content"] = messages[5]["content"].replace("Aardvark", "Anteater")
+    problems = replay_mismatches(messages, make_env())
+    assert len(problems) == 1 and "open_url" in problems[0]
+
+
+def test_a_hop_that_is_no_link_detours_through_the_most_clicked_page(make_env):
+    env = make_env()
+    assert plan_hops(env, [WIKI + "Aardvark", WIKI + "Quartz"]) == [("Basalt", WIKI + "Basalt"),
+                                                                    ("Quartz", WIKI + "Quartz")]
+    trace, reason = demonstration(small_questions()[2], env)
+    assert reason is None
+    assert [c["arguments"].get("title") for c in tool_calls(trace["messages"])[2:4]] == ["Basalt", "Quartz"]
+    assert "readers usually go through Basalt" in trace["messages"][6]["content"]
+    assert replay_mismatches(trace["messages"], make_env()) == []
+
+
+def test_long_pages_are_read_on_to_the_answer(small_snapshot):
+    make = SearchEnv.factory(small_snapshot.path, max_chars=60)
+    trace, reason = demonstration(small_questions()[0], make())
+    assert reason is None
+    read_on = tool_calls(trace["messages"])[-2]
+    assert read_on["name"] == "open_url" and read_on["arguments"]["offset"] > 0
+    assert "watches" in trace["messages"][-4]["content"]
+    assert replay_mismatches(trace["messages"], make()) == []
+
+
+def test_rejections_are_counted_with_reasons(make_env):
+    rows = train_questions() + [
+        question("nostart", ["Aardvark", "Basalt"], "lava", chain=[step("Aardvark") | {"title": "zzqx"},
+                                                                   step("Basalt")]),
+        question("nolink", ["Kelvin", "Fjord"], "Norway"),
+        question("noanswer", ["Aardvark", "Penguin"], "penguins are not here"),
+        question("toolong", ["Aardvark", "Basalt", "Quartz"], "watches"),
+    ]
+    traces, rejected = demonstrations(rows, make_env)
+    assert sorted(t["question"]["id"] for t in traces) == ["basalt", "detour", "nebula", "penguin", "toolong"]
+    assert rejected == {"start_not_found": 1, "no_link": 1, "answer_not_shown": 1}
+    short = SearchEnv.factory(make_env().simulator, max_steps=3)
+    assert demonstration(rows[-1], short())[1] == "too_many_steps"
+
+
+def test_eval_questions_never_become_traces(make_env):
+    with pytest.raises(ValueError, match="not of the train split"):
+        demonstrations(small_questions(), make_env)
+    with pytest.raises(ValueError):
+        assert_train_only([{"id": "x", "split": "eval"}])
+    with pytest.raises(ValueError):
+        assert_train_only([{"id": "x"}])
+    assert demonstration(small_questions()[4], make_env()) == (None, "eval_split")
+    trace, _ = demonstration(small_questions()[0], make_env())
+    with pytest.raises(ValueError):
+        trace_rows([{**trace, "source": "demonstration", "question": small_questions()[4]}], snapshot_id="s")
+
+
+# ---- teacher rollouts -------------------------------------------------------------------------------------------
+
+class SeededTeacher:
+    """Scripted teacher: answers each question per (seed, turn); records the sampling params of every call."""
+
+    def __init__(self, plans):
+        self.plans = plans
+        self.params = []
+
+    def generate(self, chats, params=None, schema=None, *, tools=None):
+        self.params.append(params)
+        out = []
+        for chat in chats:
+            qid = chat[1]["content"].split(":")[0].removeprefix("Question ")
+            turn = sum(1 for m in chat if m["role"] == "assistant")
+            plan = self.plans[qid].get(params.seed, self.plans[qid].get("any"))
+            out.append(Completion(text=plan[min(turn, len(plan) - 1)]))
+        return out
+
+
+def call(name, **arguments):
+    return "Step. " + format_call(ToolCall(name, arguments))
+
+
+def test_teacher_rollouts_are_rejection_sampled(make_env):
+    rows = train_questions()
+    teacher = SeededTeacher({
+        "basalt": {"any": [call("search", query="Basalt"), call("open_url", url=WIKI + "Quartz"),
+                           call("answer", answer="Watches")]},  # right at the first try
+        "penguin": {0: [call("answer", answer="ants")],  # wrong, then right with the next seed
+                    1: [call("search", query="Penguin"), call("answer", answer="termites")]},
+        "detour": {"any": ["<tool_call>{bad json</tool_call>", call("answer", answer="piezoelectric effect")]},
+        "nebula": {"any": ["It is absolute zero."]},  # never calls answer
+    })
+    config = TeacherConfig(tries=3, seed=0, temperature=0.9, agent=AgentConfig(max_turns=4))
+    kept, rejected, summaries = teacher_traces(teacher, rows, make_env, config)
+    assert sorted((t["question"]["id"], t["try_index"], t["seed"]) for t in kept) == [
+        ("basalt", 0, 0), ("penguin", 1, 1)]
+    assert rejected == {"wrong_answer": 1, "invalid_turns": 3, "no_answer": 3}
+    assert [p.temperature for p in teacher.params[:1]] == [0.0] and teacher.params[-1].temperature == 0.9
+    assert {p.seed for p in teacher.params} == {0, 1, 2}
+    assert set(summaries) == {"try_0", "try_1", "try_2"} and summaries["try_0"]["trajectories"] == 4
+    for t in kept:
+        assert trace_problems(t["messages"]) == []
+        assert t["messages"][-2] == {"role": "tool", "name": "answer", "content": ANSWER_RECEIVED}
+        assert replay_mismatches(t["messages"], make_env()) == []
+    with pytest.raises(ValueError):
+        teacher_traces(teacher, small_questions(), make_env, config)
+
+
+# ---- the dataset --------------------------------------------------------------------------------------------------
+
+def test_the_dataset_keeps_every_message_exactly(make_env, tmp_path):
+    import datasets
+
+    from pipeline.dataset_export import export_dataset
+
+    traces, _ = demonstrations(train_questions(), make_env)
+    rows = trace_rows(traces, snapshot_id="snap-1")
+    assert [r["id"] for r in rows] == [f"demonstration-{q}-0" for q in ("basalt", "penguin", "detour", "nebula")]
+    assert all(r["exact_match"] == 1.0 and r["split"] == "train" and r["model"] == "demonstration" for r in rows)
+    out = export_dataset(trace_table(rows), tmp_path / "sft_traces", card="card", provenance={"x": 1})
+    for ds in (datasets.load_from_disk(out["hf"])["train"],
+               datasets.load_dataset("parquet", data_files=out["parquet"]["train"])["train"]):
+        assert ds.features["messages"] == datasets.List(datasets.Json())
+        first = ds[0]
+        assert first["messages"] == traces[0]["messages"]  # no keys added, no nulls, arguments as objects
+        assert first["tools"] == TOOL_SCHEMAS
+        assert first["messages"][3] == {"role": "tool", "name": "search", "content": traces[0]["messages"][3][
+            "content"]}

@@ -1,0 +1,526 @@
+"""SFT traces for the search agent: tool-calling chats from two sources, as one TRL-ready dataset.
+
+Questions in (`hard_queries` rows, TRAIN split only: `assert_train_only` raises on anything else), trace rows
+and rejection counts out:
+
+- `demonstrations(rows, make_env)`: for a question whose evidence chain is known, a trajectory that searches for
+  the start page, opens it, follows the chain's links page by page to the answer page (where a hop is not a
+  link of the page, a one-page detour through the link with the most clickstream traffic), reads on to the
+  window holding the answer sentence when it is not in the first one, and calls `answer` with the gold answer;
+  one short sentence of reasoning before every call. Every step is executed through a `SearchEnv`, so each tool
+  message is exactly what that real simulator call returned (and the call log holds the calls under the
+  trace's trajectory id); `replay_mismatches` re-runs a trace in a fresh env and reports any difference.
+- `teacher_traces(backend, rows, make_env)`: the agent loop (`training.agent_loop`) with a teacher model, up to
+  `tries` attempts per question with different seeds (rejection sampling: a question stops being retried once
+  solved); a rollout is kept only when it answered, the answer matches gold (exact match, or token F1 >=
+  `min_f1`), and no turn had a malformed tool call (those turns would be trained on).
+
+Every kept trace ends like the agent loop's answered rollouts plus one closing assistant turn
+(`closing_message`), so a model trained on them stops after `answer` in TRL's tool loop too.
+
+`trace_table(rows)` gives the dataset: `messages` is a list of JSON objects (Arrow's json extension type, which
+`datasets` reads as `List(Json())`): every message keeps exactly its own keys, so tool-call arguments render
+unchanged (a struct column would give every call every other tool's arguments as nulls), and `tools` is the
+tool schemas as JSON. `SFTTrainer(assistant_only_loss=True)` trains on the assistant turns only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import pyarrow as pa
+
+from pipeline.answers import answer_in_text, exact_match, token_f1
+from training.agent_loop import (PROMPT_VERSION, SYSTEM_PROMPT, AgentConfig, Trajectory, golds, initial_messages,
+                                 run_agent)
+from training.env import ANSWER_RECEIVED, TOOL_SCHEMAS, SearchEnv
+from training.tool_parser import ToolCall
+
+SOURCES = ("teacher", "demonstration")
+DEMO_REJECTIONS = ("eval_split", "no_chain", "tool_error", "start_not_found", "no_link", "link_mismatch",
+                   "answer_not_shown", "too_many_steps")
+TEACHER_REJECTIONS = ("no_answer", "wrong_answer", "invalid_turns")
+_QUOTE_CHARS = 220
+_RESULT_URL = re.compile(r"^\s+(https?://\S+)$", re.M)  # a result's URL line in `search` output
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    tries: int = 2
+    """Attempts per question at most; try i samples with seed `seed + i` (try 0 greedy if `greedy_first`)."""
+    seed: int = 0
+    temperature: float = 0.7
+    greedy_first: bool = True
+    min_f1: float = 0.8
+    """A rollout whose answer is not an exact match is kept at token F1 >= this."""
+    agent: AgentConfig = AgentConfig()
+
+
+# ---- questions -------------------------------------------------------------------------------------------------
+
+def read_questions(dataset_dir: str | Path, split: str = "train") -> list[dict]:
+    """The rows of one split of a `hard_queries` dataset folder (`data/<split>.parquet`); [] when absent."""
+    import pyarrow.parquet as pq
+
+    path = Path(dataset_dir) / "data" / f"{split}.parquet"
+    return pq.read_table(path).to_pylist() if path.is_file() else []
+
+
+def assert_train_only(rows: Iterable[Mapping[str, Any]]) -> None:
+    """Raise unless every question is of the train split: eval questions must never reach training data."""
+    bad = [str(r.get("id")) for r in rows if r.get("split") != "train"]
+    if bad:
+        raise ValueError(f"{len(bad)} question(s) not of the train split would enter SFT traces: {bad[:5]}")
+
+
+# ---- a trace being written ----------------------------------------------------------------------------------------
+
+class _Writer:
+    """Messages of one trajectory, each tool call executed in the env as it is written."""
+
+    def __init__(self, env: SearchEnv, question: str, system_prompt: str):
+        self.env = env
+        self.messages = initial_messages(question, system_prompt)
+        self.calls = 0
+
+    def call(self, thought: str, name: str, **arguments: Any) -> str:
+        call = ToolCall(name, arguments)
+        self.messages.append({"role": "assistant", "content": thought, "tool_calls": [call.as_message_call()]})
+        result = getattr(self.env, name)(**arguments)
+        self.messages.append({"role": "tool", "name": name, "content": result})
+        self.calls += 1
+        return result
+
+
+def closing_message(answer: str) -> dict[str, Any]:
+    """The assistant turn after the `answer` call's confirmation: no tool call, so a tool loop ends."""
+    return {"role": "assistant", "content": f"Final answer: {answer}"}
+
+
+# ---- navigation demonstrations ------------------------------------------------------------------------------------
+
+def _short(quote: str, n: int = _QUOTE_CHARS) -> str:
+    quote = " ".join(quote.split())
+    return quote if len(quote) <= n else quote[: n - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _links(env: SearchEnv, url: str) -> list:
+    """Outlinks of `url` for planning (a simulator read outside any trajectory)."""
+    resp = env.simulator.links(url, limit=500, session=f"{env.session}-plan")
+    return resp.outlinks if resp.status == 200 else []
+
+
+def plan_hops(env: SearchEnv, urls: Sequence[str]) -> list[tuple[str, str]] | None:
+    """The (link title, target URL) clicks that walk `urls` in order: the direct link where the page has it, else
+    a detour through the outlink whose clicks (to it, and from it on) are highest. None if a hop has neither."""
+    clicks: list[tuple[str, str]] = []
+    for src, dst in zip(urls, urls[1:]):
+        out = _links(env, src)
+        direct = next((link for link in out if link.url == dst), None)
+        if direct is not None:
+            clicks.append((direct.title, dst))
+            continue
+        best = None
+        for link in sorted(out, key=lambda l: -l.clicks)[:50]:
+            onward = next((l2 for l2 in _links(env, link.url) if l2.url == dst), None)
+            if onward is not None and (best is None or link.clicks + onward.clicks > best[0]):
+                best = (link.clicks + onward.clicks, link, onward)
+        if best is None:
+            return None
+        clicks += [(best[1].title, best[1].url), (best[2].title, dst)]
+    return clicks
+
+
+def _window_offset(text: str, quote: str, answer: str, window: int) -> int | None:
+    """Where to read so that the view shows the answer in the answer sentence: the page window (a multiple of
+    `window`, as the page's "reads on" hints count) that holds it, else a start a little before it; None when the
+    sentence is not in the text."""
+    pos = text.find(quote)
+    if pos < 0:
+        return None
+    at = text.find(answer, pos, pos + len(quote))
+    at, length = (at, len(answer)) if at >= 0 else (pos, min(len(quote), window))
+    aligned = (at // window) * window
+    if at + length <= aligned + window:
+        return aligned
+    return max(0, at - window // 3)
+
+
+def demonstration(row: Mapping[str, Any], env: SearchEnv, *, system_prompt: str = SYSTEM_PROMPT,
+                  run_tag: str = "") -> tuple[dict | None, str | None]:
+    """One navigation demonstration for a question row with a `chain`; (trace, None) or (None, reason).
+
+    `run_tag` goes into the trajectory id (`demo-<question id>[-<run tag>]`), so that runs stay apart in the call log.
+    """
+    chain = list(row.get("chain") or [])
+    if row.get("split") != "train":
+        return None, "eval_split"
+    if len(chain) < 2:
+        return None, "no_chain"
+    env.reset(**{**dict(row), "trajectory_id": f"demo-{row['id']}" + (f"-{run_tag}" if run_tag else "")})
+    w = _Writer(env, str(row["question"]), system_prompt)
+    start, answer_step = chain[0], chain[-1]
+    answer = str(row["answer"])
+
+    # 1. find the start page
+    out = w.call(f"I will start from the article on {start['title']}, so I search for it.", "search",
+                 query=start["title"])
+    if out.startswith("Error"):
+        return None, "tool_error"
+    if start["url"] not in _RESULT_URL.findall(out):
+        return None, "start_not_found"
+    page = w.call(f"The result {start['title']} is the page to start from; I open it.", "open_url",
+                  url=start["url"])
+    if page.startswith("Error") or env.current_url != start["url"]:
+        return None, "tool_error"
+
+    # 2. follow the chain's links
+    plan = plan_hops(env, [s["url"] for s in chain])
+    if plan is None:
+        return None, "no_link"
+    quotes = {s["url"]: s["quote"] for s in chain}
+    titles = {s["url"]: s["title"] for s in chain}
+    for title, target in plan:
+        quote = quotes.get(env.current_url or "", "")
+        if target not in titles:
+            thought = f"There is no direct link onward; readers usually go through {title}, so I follow it."
+        elif quote and quote[:80] in page:
+            thought = f'The page says: "{_short(quote)}" I follow the link to {title}.'
+        else:
+            thought = f"This page links to {title}, the next article I need; I follow that link."
+        if env.steps >= env.max_steps:
+            return None, "too_many_steps"
+        page = w.call(thought, "follow_link", title=title)
+        if page.startswith("Error"):
+            return None, "tool_error"
+        if env.current_url != target:
+            return None, "link_mismatch"
+
+    # 3. read the answer sentence
+    offset = None
+    if not answer_in_text(golds(row), page) or answer_step["quote"][:80] not in page:
+        text = env.simulator.fetch(answer_step["url"], session=f"{env.session}-plan").text
+        offset = _window_offset(text, answer_step["quote"], answer, env.page_chars)
+        if offset is None:
+            return None, "answer_not_shown"
+        if offset == 0 and answer_in_text(golds(row), page):
+            offset = None  # the view already shows it: no need to read the same part again
+    if offset is not None:
+        if env.steps >= env.max_steps:
+            return None, "too_many_steps"
+        page = w.call("The answer is not in this part of the page; I read on where the relevant passage is.",
+                      "open_url", url=answer_step["url"], offset=offset)
+        if page.startswith("Error"):
+            return None, "tool_error"
+        if not answer_in_text(golds(row), page):
+            return None, "answer_not_shown"
+    quote = answer_step["quote"]
+    shown = quote if quote[:80] in page else next((s for s in re.split(r"(?<=[.!?])\s+", page) if answer in s), "")
+    thought = f'The page says: "{_short(shown)}" So the answer is {answer}.' if shown else \
+        f"The page gives the answer: {answer}."
+    w.call(thought, "answer", answer=answer)
+    w.messages.append(closing_message(answer))
+    return {"messages": w.messages, "final_answer": answer, "trajectory_id": env.trajectory_id,
+            "n_tool_calls": w.calls, "seed": None, "try_index": 0}, None
+
+
+def demonstrations(rows: Sequence[Mapping[str, Any]], make_env: Callable[[], SearchEnv], *,
+                   system_prompt: str = SYSTEM_PROMPT, run_tag: str = "") -> tuple[list[dict], Counter]:
+    """Demonstrations for every row that allows one; returns (traces, rejections by reason)."""
+    assert_train_only(rows)
+    traces, rejections = [], Counter()
+    env = make_env()
+    for row in rows:
+        trace, reason = demonstration(row, env, system_prompt=system_prompt, run_tag=run_tag)
+        if trace is None:
+            rejections[reason] += 1
+        else:
+            traces.append({**trace, "source": "demonstration", "question": row})
+    return traces, rejections
+
+
+# ---- teacher rollouts -------------------------------------------------------------------------------------------
+
+def teacher_traces(backend: Any, rows: Sequence[Mapping[str, Any]], make_env: Callable[[], SearchEnv],
+                   config: TeacherConfig = TeacherConfig(), *, log: Callable[[str], None] | None = None,
+                   run_tag: str = "") -> tuple[list[dict], Counter, dict[str, Any]]:
+    """Rejection-sampled teacher rollouts; returns (kept traces, rejections by reason, loop summary per try).
+    Trajectory ids: `teacher-[<run tag>-]t<try>-<question id>-s<seed>`."""
+    from training.agent_loop import summarize
+
+    assert_train_only(rows)
+    todo = list(rows)
+    kept, rejections, summaries = [], Counter(), {}
+    for attempt in range(config.tries):
+        if not todo:
+            break
+        greedy = attempt == 0 and config.greedy_first
+        agent = replace(config.agent, seed=config.seed + attempt, temperature=0.0 if greedy else config.temperature)
+        prefix = "teacher-" + (f"{run_tag}-" if run_tag else "") + f"t{attempt}-"
+        trajs = run_agent(backend, todo, make_env, agent, trajectory_prefix=prefix, log=log)
+        summaries[f"try_{attempt}"] = summarize(trajs)
+        solved = set()
+        for traj, row in zip(trajs, todo):
+            reason = judge_rollout(traj, config.min_f1)
+            if reason is not None:
+                rejections[reason] += 1
+                continue
+            solved.add(traj.question_id)
+            kept.append({"source": "teacher", "question": row, "messages": traj.messages + [
+                closing_message(traj.final_answer or "")], "final_answer": traj.final_answer,
+                "trajectory_id": traj.trajectory_id, "n_tool_calls": traj.tool_calls, "seed": agent.seed,
+                "try_index": attempt})
+        todo = [r for r, t in zip(todo, trajs) if t.question_id not in solved]
+    return kept, rejections, summaries
+
+
+def judge_rollout(traj: Trajectory, min_f1: float) -> str | None:
+    """Why a teacher rollout is not kept as a trace, or None to keep it."""
+    if traj.final_answer is None:
+        return "no_answer"
+    if traj.invalid_turns:
+        return "invalid_turns"
+    if not (exact_match(traj.final_answer, traj.gold) or token_f1(traj.final_answer, traj.gold) >= min_f1):
+        return "wrong_answer"
+    return None
+
+
+# ---- checks -----------------------------------------------------------------------------------------------------
+
+def replay_mismatches(messages: Sequence[Mapping[str, Any]], env: SearchEnv,
+                      trajectory_id: str | None = None) -> list[str]:
+    """Re-run every tool call of a trace in `env` (reset first) and list where a result differs from the trace's
+    tool message; [] means every step is a real simulator call returning what the trace says."""
+    env.reset(trajectory_id=trajectory_id or "replay")
+    problems = []
+    pending: list[dict] = []
+    for i, msg in enumerate(messages):
+        if msg["role"] == "assistant":
+            pending = [c["function"] for c in msg.get("tool_calls") or []]
+        elif msg["role"] == "tool":
+            if not pending:
+                problems.append(f"message {i}: tool message without a call")
+                continue
+            fn = pending.pop(0)
+            if fn["name"] != msg.get("name"):
+                problems.append(f"message {i}: answers {msg.get('name')!r}, the call was {fn['name']!r}")
+            result = getattr(env, fn["name"])(**fn["arguments"])
+            if result != msg["content"]:
+                problems.append(f"message {i}: {fn['name']}({fn['arguments']}) returns something else now")
+    return problems
+
+
+def trace_problems(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Structural contract of a trace: system, user, then assistant turns each answered by its tool messages,
+    one `answer` call, a closing assistant turn; tool names and arguments fit the tools."""
+    from training.tool_parser import check_call
+
+    problems = []
+    roles = [m["role"] for m in messages]
+    if roles[:2] != ["system", "user"]:
+        problems.append("does not start with system, user")
+    if not roles or roles[-1] != "assistant" or messages[-1].get("tool_calls"):
+        problems.append("does not end with a closing assistant turn")
+    answers = 0
+    for i, msg in enumerate(messages[2:], start=2):
+        for call in msg.get("tool_calls") or []:
+            fn = call["function"]
+            bad = check_call(ToolCall(fn["name"], fn["arguments"]), TOOL_SCHEMAS)
+            if bad:
+                problems.append(f"message {i}: {bad[0]}")
+            answers += fn["name"] == "answer"
+    if answers != 1:
+        problems.append(f"{answers} answer calls")
+    if ANSWER_RECEIVED not in [m.get("content") for m in messages if m["role"] == "tool"]:
+        problems.append("the answer was not received")
+    return problems
+
+
+# ---- the dataset ---------------------------------------------------------------------------------------------------
+
+_S, _I, _F = pa.string(), pa.int64(), pa.float64()
+TRACE_SCHEMA = pa.schema([
+    ("id", _S), ("source", _S), ("messages", pa.list_(pa.json_())), ("tools", pa.json_()),
+    ("question_id", _S), ("question", _S), ("answer", _S), ("aliases", pa.list_(_S)), ("final_answer", _S),
+    ("exact_match", _F), ("f1", _F), ("hops", _I), ("n_tool_calls", _I), ("n_turns", _I),
+    ("trajectory_id", _S), ("seed", _I), ("try_index", _I), ("split", _S),
+    ("snapshot_id", _S), ("model", _S), ("prompt_version", _S), ("question_prompt_version", _S),
+])
+
+
+def trace_rows(traces: Sequence[dict], *, snapshot_id: str, teacher_model: str = "") -> list[dict]:
+    """Dataset rows of traces (as `demonstrations` / `teacher_traces` return them)."""
+    rows = []
+    counts: Counter = Counter()
+    for t in traces:
+        q = t["question"]
+        if q.get("split") != "train":
+            raise ValueError(f"question {q.get('id')} is not of the train split")
+        key = f"{t['source']}-{q['id']}"
+        counts[key] += 1
+        g = golds(q)
+        rows.append({
+            "id": f"{key}-{counts[key] - 1}", "source": t["source"], "messages": t["messages"],
+            "tools": TOOL_SCHEMAS, "question_id": str(q["id"]), "question": q["question"], "answer": q["answer"],
+            "aliases": list(q.get("aliases") or []), "final_answer": t["final_answer"],
+            "exact_match": exact_match(t["final_answer"], g), "f1": token_f1(t["final_answer"], g),
+            "hops": q.get("hops"), "n_tool_calls": t["n_tool_calls"],
+            "n_turns": sum(1 for m in t["messages"] if m["role"] == "assistant"),
+            "trajectory_id": t["trajectory_id"], "seed": t.get("seed"), "try_index": t.get("try_index", 0),
+            "split": "train", "snapshot_id": snapshot_id,
+            "model": teacher_model if t["source"] == "teacher" else "demonstration",
+            "prompt_version": PROMPT_VERSION, "question_prompt_version": q.get("prompt_version", ""),
+        })
+    return rows
+
+
+def trace_table(rows: Sequence[dict]) -> pa.Table:
+    """Rows as Arrow with `TRACE_SCHEMA` (messages and tools as JSON, so each keeps exactly its keys)."""
+    def json_array(values: list, list_of: bool) -> pa.Array:
+        if list_of:
+            storage = pa.array([[json.dumps(m, ensure_ascii=False) for m in v] for v in values], pa.list_(_S))
+            inner = pa.ExtensionArray.from_storage(pa.json_(), storage.values)
+            return pa.ListArray.from_arrays(storage.offsets, inner)
+        return pa.ExtensionArray.from_storage(pa.json_(), pa.array([json.dumps(v) for v in values], _S))
+
+    columns = {}
+    for f in TRACE_SCHEMA:
+        values = [r.get(f.name) for r in rows]
+        if f.name == "messages":
+            columns[f.name] = json_array(values, True)
+        elif f.name == "tools":
+            columns[f.name] = json_array(values, False)
+        else:
+            columns[f.name] = pa.array(values, f.type)
+    return pa.table(columns, schema=TRACE_SCHEMA)
+
+
+FIELD_DOCS = {
+    "messages": "the chat: system, user question, assistant turns (`content` = reasoning, `tool_calls` = one call "
+                "with `arguments` as an object), `tool` results, a closing assistant turn",
+    "tools": "the tool schemas (search, open_url, follow_link, answer) the chat template renders",
+    "source": "`demonstration` (scripted from the evidence chain, executed on the simulator) or `teacher` "
+              "(a model's rollout whose answer matched gold)",
+    "final_answer": "the argument of the trace's `answer` call",
+    "exact_match / f1": "final answer vs gold answer and aliases (`pipeline.answers`)",
+    "trajectory_id": "the call log's id for this trace's simulator calls (`pipeline.calllog.read_trajectory`)",
+    "model": "the teacher model id, or `demonstration`",
+}
+
+
+def traces_card(rows: Sequence[dict], stats: Mapping[str, Any], provenance: Mapping[str, Any]) -> str:
+    from pipeline.dataset_export import yaml_header
+
+    by_source = Counter(r["source"] for r in rows)
+    lines = [yaml_header(licenses=["other"], splits=["train"], pretty_name="websim SFT traces",
+                         tags=["tool-use", "search-agent", "sft", "synthetic"], task_categories=["text-generation"],
+                         size=len(rows)), "",
+             "# websim SFT traces", "",
+             "Tool-calling chats of a web search agent on websim's simulated web, for supervised fine-tuning "
+             "before GRPO. Conversational format (`messages` + `tools`): train with TRL's `SFTTrainer` and "
+             "`assistant_only_loss=True` (the loss covers assistant turns only; tool results and the question "
+             "are context). Only questions of the train split of `hard_queries` are used.", "",
+             f"- snapshot: `{provenance.get('snapshot_id')}`; teacher: `{provenance.get('teacher_model') or '-'}`; "
+             f"prompt version `{PROMPT_VERSION}`",
+             f"- traces: {len(rows)} ({', '.join(f'{k}: {v}' for k, v in sorted(by_source.items())) or 'none'})",
+             f"- rejections: `{json.dumps(stats.get('rejections', {}), sort_keys=True)}`", "",
+             "The answer convention: a trajectory ends with a call of the `answer` tool; its argument is the "
+             "answer. Every tool message is the output of a real simulator call, executed when the trace was "
+             "made.", "", "## Fields", ""]
+    lines += [f"- `{k}`: {v}" for k, v in FIELD_DOCS.items()]
+    return "\n".join(lines) + "\n"
+
+
+# ---- the whole stage ------------------------------------------------------------------------------------------------
+
+TRACE_CHECKS = {
+    "train_split_only": "every trace comes from a question of the train split of hard_queries",
+    "well_formed": "system, user, assistant turns each answered by tool messages, one answer call, a closing turn; "
+                   "every call fits the tools",
+    "demonstrations_replay": "re-running a demonstration's calls on the simulator returns exactly its tool messages",
+}
+
+
+@dataclass(frozen=True)
+class TracesConfig:
+    demonstrations: bool = True
+    teacher: bool = True
+    teacher_questions: int = 16
+    """Train questions the teacher tries (0: all)."""
+    teacher_config: TeacherConfig = TeacherConfig()
+    env: dict = field(default_factory=dict)
+    """`SearchEnv` options (max_steps, search_k, snippet_chars, max_chars, max_links): what the model reads."""
+    replay_sample: int = 20
+    """Demonstrations re-run for the replay check (0: all)."""
+
+
+@dataclass
+class TracesRun:
+    rows: list[dict]
+    stats: dict[str, Any]
+    provenance: dict[str, Any]
+    export: dict[str, Any]
+    checks: dict[str, tuple[int, list]]
+    """Per TRACE_CHECKS name: (violations, a few examples)."""
+    replayed: int = 0
+    """Demonstrations the replay check re-ran."""
+
+
+def make_sft_traces(questions: Sequence[Mapping[str, Any]], snapshot: str | Path, out_dir: str | Path, *,
+                    config: TracesConfig = TracesConfig(), teacher: Any = None, teacher_model: str = "",
+                    snapshot_id: str = "", run_tag: str = "", log: Callable[[str], None] | None = None,
+                    provenance: Mapping[str, Any] | None = None) -> TracesRun:
+    """Demonstrations and (with a `teacher` backend) teacher rollouts for train `questions` on `snapshot`, written
+    with `export_dataset` to `out_dir` (card, provenance), then checked against TRACE_CHECKS."""
+    from pipeline.dataset_export import export_dataset
+
+    log = log or (lambda msg: None)
+    assert_train_only(questions)
+    traces, rejections, teacher_summary = [], {}, {}
+    if config.demonstrations:
+        demos, demo_rej = demonstrations(questions, SearchEnv.factory(snapshot, session="sft-demo", **config.env),
+                                         run_tag=run_tag)
+        traces += demos
+        rejections.update({f"demonstration_{k}": v for k, v in demo_rej.items()})
+        log(f"{len(demos)} demonstrations; rejected {dict(demo_rej)}")
+    if config.teacher and teacher is not None:
+        pool = list(questions[: config.teacher_questions] if config.teacher_questions else questions)
+        kept, teacher_rej, teacher_summary = teacher_traces(
+            teacher, pool, SearchEnv.factory(snapshot, session="sft-teacher", **config.env), config.teacher_config,
+            log=log, run_tag=run_tag)
+        traces += kept
+        rejections.update({f"teacher_{k}": v for k, v in teacher_rej.items()})
+        log(f"{len(kept)} teacher traces from {len(pool)} questions; rejected {dict(teacher_rej)}")
+    rows = trace_rows(traces, snapshot_id=snapshot_id, teacher_model=teacher_model)
+    stats = {"rejections": dict(sorted(rejections.items())),
+             "by_source": {s: sum(1 for r in rows if r["source"] == s) for s in SOURCES},
+             "teacher_summary": teacher_summary}
+    tc = config.teacher_config
+    full_provenance = {
+        **dict(provenance or {}), "snapshot_id": snapshot_id, "teacher_model": teacher_model,
+        "questions": len(questions), "env": dict(config.env), "prompt_version": PROMPT_VERSION,
+        "agent": {"max_turns": tc.agent.max_turns, "max_tokens": tc.agent.max_tokens},
+        "teacher": {"enabled": config.teacher and teacher is not None, "questions": config.teacher_questions,
+                    "tries": tc.tries, "seed": tc.seed, "temperature": tc.temperature, "min_f1": tc.min_f1},
+        **stats}
+    export = export_dataset(trace_table(rows), out_dir, card=traces_card(rows, stats, full_provenance),
+                            provenance=full_provenance)
+    demos = [r for r in rows if r["source"] == "demonstration"]
+    replay = demos[: config.replay_sample] if config.replay_sample else demos
+    checks = check_traces(rows, traces, SearchEnv(snapshot, session="sft-replay", **config.env), replay)
+    return TracesRun(rows, stats, full_provenance, export, checks, len(replay))
+
+
+def check_traces(rows: Sequence[dict], traces: Sequence[dict], replay_env: SearchEnv,
+                 replay: Sequence[dict]) -> dict[str, tuple[int, list]]:
+    """TRACE_CHECKS over dataset rows (and the traces they were made from); `replay`: the rows to re-run."""
+    not_train = [str(t["question"].get("id")) for t in traces if t["question"].get("split") != "train"]
+    malformed = [f"{r['id']}: {p}" for r in rows for p in trace_problems(r["messages"])]
+    mismatches = [f"{r['id']}: {p}" for r in replay for p in replay_mismatches(r["messages"], replay_env)]
+    return {"train_split_only": (len(not_train), not_train[:5]), "well_formed": (len(malformed), malformed[:5]),
+            "demonstrations_replay": (len(mismatches), mismatches[:5])}
