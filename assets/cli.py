@@ -1,7 +1,7 @@
 """`websim`: the command line. `run` materializes the assets through Dagster on a persistent
 instance (so every run shows in the UI), `backfill` runs chosen partitions, `serve` serves a snapshot.
 
-    websim run                      # every asset, end to end, on the configured (default: sample) data
+    websim run [--profile demo|full] [--config overrides.yaml]   # every asset, end to end
     websim backfill warc_pages KEY [KEY ...]   # or --all
     websim serve [--snapshot DIR] [--port 8000]
 """
@@ -42,10 +42,34 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
-def _run_job(defs, instance, job_name: str, partition_key: str | None = None, verbose: bool = False):
+def _with_console(run_config: dict | None, verbose: bool) -> dict:
+    """The job's run config; the runs' full logs are in the instance (UI), the terminal shows warnings and progress
+    bars unless --verbose."""
+    from assets.profiles import deep_merge
+
+    quiet = {} if verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    return deep_merge(quiet, run_config or {})
+
+
+def validate_configs(defs, configs: dict[str, dict]) -> None:
+    """Every job's run config checked against its schema before any work starts: a clear error, not a failed run
+    an hour in."""
+    import dagster as dg
+
+    problems = []
+    for job_name, run_config in configs.items():
+        try:
+            dg.validate_run_config(defs.resolve_job_def(job_name), run_config)
+        except dg.DagsterInvalidConfigError as exc:
+            problems.append(f"{job_name}: " + "; ".join(e.message for e in exc.errors))
+    if problems:
+        raise SystemExit("invalid run config, nothing was run:\n  " + "\n  ".join(problems))
+
+
+def _run_job(defs, instance, job_name: str, partition_key: str | None = None, verbose: bool = False,
+             run_config: dict | None = None):
     job = defs.resolve_job_def(job_name)
-    # The runs' full logs are in the instance (UI); the terminal shows warnings and progress bars.
-    run_config = {} if verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    run_config = _with_console(run_config, verbose)
     result = job.execute_in_process(run_config=run_config, instance=instance, partition_key=partition_key,
                                     raise_on_error=False)
     failed_checks = [e.event_specific_data for e in result.all_events
@@ -67,30 +91,74 @@ def _register(instance, pdef_name: str, keys: list[str]) -> None:
 
 
 def _materialize_partitions(defs, instance, job_name: str, pdef_name: str, keys: list[str],
-                            verbose: bool = False) -> None:
+                            verbose: bool = False, run_config: dict | None = None) -> None:
     from tqdm import tqdm
 
     _register(instance, pdef_name, keys)
     for key in tqdm(keys, desc=job_name, unit="file"):
-        _run_job(defs, instance, job_name, key, verbose)
+        _run_job(defs, instance, job_name, key, verbose, run_config)
+
+
+def _metadata(result, node: str) -> dict:
+    """The metadata values of `node`'s latest materialization in `result` (empty when it did not materialize)."""
+    try:
+        events = result.asset_materializations_for_node(node)
+    except Exception:  # noqa: BLE001 - a node outside this job
+        return {}
+    return {k: v.value for k, v in events[-1].metadata.items()} if events else {}
+
+
+def _headline(results: dict) -> list[str]:
+    """The figures a user looks for first, from the runs' metadata."""
+    lines = []
+    hq = _metadata(results.get("synthesis"), "hard_queries")
+    if hq:
+        lines.append(f"hard questions: {hq.get('verified')} verified of {hq.get('candidates')} candidates "
+                     f"(rejections {hq.get('rejections')})")
+    rt = _metadata(results.get("synthesis"), "report_tasks")
+    if rt:
+        lines.append(f"report tasks: {rt.get('dagster/row_count', rt.get('tasks'))}")
+    tr = _metadata(results.get("training"), "sft_traces")
+    if tr:
+        lines.append(f"SFT traces: {tr.get('dagster/row_count')} ({tr.get('traces_demonstration')} demonstrations, "
+                     f"{tr.get('traces_teacher')} teacher rollouts)")
+    sft = _metadata(results.get("training"), "sft_model")
+    if sft:
+        lines.append(f"SFT model: {sft.get('model_dir')} (loss {sft.get('first_loss')} -> {sft.get('last_loss')}); "
+                     f"valid tool-call rate {sft.get('base_valid_tool_call_rate')} (base) -> "
+                     f"{sft.get('sft_valid_tool_call_rate')} (SFT)")
+    return lines
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from assets import defs
+    from assets.profiles import run_configs
     from assets.resources import InputsResource, StoreResource
 
-    instance = _instance()
+    try:
+        configs = run_configs(args.profile, args.config)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"websim run: {exc}") from None
+    validate_configs(defs, configs)
     inputs, store = InputsResource(), StoreResource()
-    started = time.perf_counter()
     warcs, clicks = sorted(inputs.warc_files()), sorted(inputs.clickstream_files())
     if not warcs:
         raise SystemExit(f"no WARC files under {config.warc_dirs()}: set WEBSIM_WARC_DIRS")
-    print(f"websim: {len(warcs)} WARC files, {len(clicks)} clickstream files -> {store.get().path}")
-    _materialize_partitions(defs, instance, "warc_ingest", "warc_files", warcs, args.verbose)
-    _materialize_partitions(defs, instance, "clickstream_ingest", "clickstream_files", clicks, args.verbose)
-    _run_job(defs, instance, "store_build", verbose=args.verbose)
-    print("synthesis (embedded model) ...")
-    _run_job(defs, instance, "synthesis", verbose=args.verbose)
+    instance = _instance()
+    started = time.perf_counter()
+    print(f"websim ({args.profile} profile): {len(warcs)} WARC files, {len(clicks)} clickstream files -> "
+          f"{store.get().path}")
+    _materialize_partitions(defs, instance, "warc_ingest", "warc_files", warcs, args.verbose, configs["warc_ingest"])
+    _materialize_partitions(defs, instance, "clickstream_ingest", "clickstream_files", clicks, args.verbose,
+                            configs["clickstream_ingest"])
+    results = {}
+    for job_name, what in (("store_build", "pages, link graph, snapshot"),
+                           ("synthesis", "report tasks and hard questions, with the configured model"),
+                           ("training", "SFT traces and SFT")):
+        print(f"{job_name}: {what} ...", flush=True)
+        step_started = time.perf_counter()
+        results[job_name] = _run_job(defs, instance, job_name, verbose=args.verbose, run_config=configs[job_name])
+        print(f"  {job_name} done in {time.perf_counter() - step_started:.0f} s", flush=True)
     counts = store.get().counts()
     print(f"\nstore: {store.get().path}")
     for table in ("pages", "url_aliases", "link_graph", "clickstream", "rejects"):
@@ -101,6 +169,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if snap is not None:
         print(f"snapshot: {snap.path} (serve it with `websim serve`)")
     print(f"datasets: {config.data_dir() / 'datasets'}")
+    print(f"models: {config.data_dir() / 'models'}")
+    for line in _headline(results):
+        print(f"  {line}")
     print(f"dagster runs: DAGSTER_HOME={os.environ['DAGSTER_HOME']} (open with `make ui`)")
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 0
@@ -138,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="materialize every asset end to end")
+    p.add_argument("--profile", default="demo", help="run budget: demo (sample data, small model, CPU) or full")
+    p.add_argument("--config", default=None, help="YAML of run config per job, merged over the profile")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("backfill", help="materialize partitions of a partitioned asset")

@@ -2,15 +2,18 @@
 
 import dagster as dg
 
-from assets import checks, ingest, jobs, report_tasks, sensors, simulator
+from assets import checks, ingest, jobs, questions, report_tasks, sensors, simulator, training
 from assets.llm_resource import LLMResource
 from assets.resources import InputsResource, StoreResource
 
 defs = dg.Definitions(
     assets=[ingest.warc_pages, ingest.clickstream, ingest.pages, ingest.link_graph, simulator.snapshot,
-            report_tasks.report_tasks],
-    asset_checks=[checks.pages_contracts, checks.link_graph_contracts, simulator.snapshot_title_search],
-    jobs=[jobs.warc_ingest_job, jobs.clickstream_ingest_job, jobs.store_build_job, jobs.synthesis_job],
+            report_tasks.report_tasks, questions.evidence_chains, questions.candidate_questions,
+            questions.hard_queries, training.sft_traces, training.sft_model],
+    asset_checks=[checks.pages_contracts, checks.link_graph_contracts, simulator.snapshot_title_search,
+                  questions.evidence_chains_contracts, questions.hard_queries_contracts],
+    jobs=[jobs.warc_ingest_job, jobs.clickstream_ingest_job, jobs.store_build_job, jobs.synthesis_job,
+          jobs.training_job],
     sensors=[sensors.warc_files_sensor, sensors.clickstream_files_sensor],
     resources={"store": StoreResource(), "inputs": InputsResource(), "simulator": simulator.SimulatorResource(),
                "llm": LLMResource()},

@@ -3,8 +3,10 @@
 import dagster as dg
 
 from assets.ingest import clickstream, link_graph, pages, warc_pages
+from assets.questions import candidate_questions, evidence_chains, hard_queries
 from assets.report_tasks import report_tasks
 from assets.simulator import snapshot
+from assets.training import sft_model, sft_traces
 
 warc_ingest_job = dg.define_asset_job(
     "warc_ingest", selection=[warc_pages],
@@ -17,5 +19,9 @@ store_build_job = dg.define_asset_job(
     description="Rebuild the deduplicated pages and the link graph from all ingested partitions, then a new "
                 "simulator snapshot (with checks).")
 synthesis_job = dg.define_asset_job(
-    "synthesis", selection=dg.AssetSelection.assets(report_tasks),
-    description="Synthesise training data from the latest snapshot with the configured model (report tasks).")
+    "synthesis", selection=dg.AssetSelection.assets(report_tasks, evidence_chains, candidate_questions, hard_queries),
+    description="Synthesise training data from the latest snapshot with the configured model: report-chunking "
+                "tasks, and hard multi-hop questions (evidence chains -> back-translated candidates -> verified).")
+training_job = dg.define_asset_job(
+    "training", selection=dg.AssetSelection.assets(sft_traces, sft_model),
+    description="Train the search agent on the synthesised data: SFT traces, then SFT (with a before/after check).")

@@ -1,0 +1,76 @@
+"""Run budgets for `websim run --profile`: Dagster run config per job, nothing else.
+
+- `demo`: the sample data and the embedded 135M model on a 2-core CPU, end to end in well under an hour; every
+  stage runs for real, on few items and few steps.
+- `full`: the budget of a real run (a larger model through the `llm` resource, a GPU or a vLLM fleet): many
+  questions and tasks, SFT for epochs, GRPO for hundreds of steps.
+
+A YAML file given with `--config` is merged over the profile (same shape: `{job: {ops: {...}, resources: {...}}}`),
+so a user changes one number without copying the rest. Every value is checked by Dagster's config schema before
+the job's first step runs.
+"""
+
+import copy
+from pathlib import Path
+from typing import Any
+
+JOBS = ("warc_ingest", "clickstream_ingest", "store_build", "synthesis", "training")
+
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "demo": {
+        "synthesis": {"ops": {
+            "report_tasks": {"config": {"n_reorder": 20, "n_synthesise": 20, "n_analyse_merge": 20}},
+            "evidence_chains": {"config": {"count": 60}},
+        }},
+        "training": {"ops": {
+            "sft_traces": {"config": {"teacher_questions": 16, "teacher_tries": 2}},
+            "sft_model": {"config": {"max_steps": 8, "eval_questions": 8}},
+        }},
+    },
+    "full": {
+        "synthesis": {"ops": {
+            "report_tasks": {"config": {"n_reorder": 500, "n_synthesise": 500, "n_analyse_merge": 500}},
+            "evidence_chains": {"config": {"count": 5000}},
+        }},
+        "training": {"ops": {
+            "sft_traces": {"config": {"teacher_questions": 0, "teacher_tries": 4}},
+            "sft_model": {"config": {"epochs": 2.0, "max_steps": -1, "learning_rate": 5e-5,
+                                     "lr_scheduler_type": "cosine", "batch_size": 4, "num_threads": 0,
+                                     "save_steps": 200, "eval_questions": 200}},
+        }},
+    },
+}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """`override` over `base`, dicts merged key by key, anything else replaced."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_overrides(path: str | Path | None) -> dict:
+    """The `--config` YAML file: a mapping of job name to run config."""
+    if not path:
+        return {}
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of job name to run config, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(JOBS))
+    if unknown:
+        raise ValueError(f"{path}: unknown job(s) {unknown}; jobs are {list(JOBS)}")
+    return data
+
+
+def run_configs(profile: str, overrides_path: str | Path | None = None) -> dict[str, dict]:
+    """Run config per job for `profile`, with the `--config` file merged over it."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    configs = deep_merge(PROFILES[profile], load_overrides(overrides_path))
+    return {job: configs.get(job, {}) for job in JOBS}
