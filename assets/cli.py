@@ -199,7 +199,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.server import serve
 
-    serve(args.snapshot, host=args.host, port=args.port)
+    serve(args.snapshot, host=args.host, port=args.port, workers=args.workers)
     return 0
 
 
@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snapshot", default="latest", help="snapshot folder, or 'latest'")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="server processes sharing the port (one snapshot)")
     p.set_defaults(func=cmd_serve)
 
     args = parser.parse_args(argv)

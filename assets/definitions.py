@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets import checks, ingest, jobs, questions, report_tasks, sensors, simulator, training
+from assets import checks, executors, ingest, jobs, questions, report_tasks, schedules, sensors, simulator, training
 from assets.llm_resource import LLMResource
 from assets.resources import InputsResource, StoreResource
 
@@ -13,8 +13,10 @@ defs = dg.Definitions(
     asset_checks=[checks.pages_contracts, checks.link_graph_contracts, simulator.snapshot_title_search,
                   questions.evidence_chains_contracts, questions.hard_queries_contracts],
     jobs=[jobs.warc_ingest_job, jobs.clickstream_ingest_job, jobs.store_build_job, jobs.synthesis_job,
-          jobs.training_job],
-    sensors=[sensors.warc_files_sensor, sensors.clickstream_files_sensor],
+          jobs.training_job, schedules.refresh_job],
+    schedules=[schedules.refresh_on_new_pages],
+    sensors=[sensors.warc_files_sensor, sensors.clickstream_files_sensor, schedules.run_failure_log],
+    executor=executors.executor_from_env(),
     resources={"store": StoreResource(), "inputs": InputsResource(), "simulator": simulator.SimulatorResource(),
                "llm": LLMResource()},
 )

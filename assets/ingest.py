@@ -2,6 +2,7 @@
 
 
 import dagster as dg
+from pydantic import Field
 
 from assets.partitions import clickstream_files, warc_files
 from assets.resources import InputsResource, StoreResource
@@ -11,12 +12,12 @@ STORE_POOL = "websim_store"  # every asset that writes the DuckDB store; the ins
 
 
 class WarcIngestConfig(dg.Config):
-    workers: int = 2
-    """Extraction processes (use the machine's cores)."""
-    page_timeout_s: float = 30.0
-    """Time limit for one page's extraction; a page over it is rejected as extract_timeout."""
-    max_payload_bytes: int = 5_000_000
-    """Larger payloads are rejected as payload_too_large."""
+    # Bounds are checked when the step starts, before the store is opened: a bad value fails with its name.
+    workers: int = Field(default=2, ge=1, description="Extraction processes (use the machine's cores).")
+    page_timeout_s: float = Field(default=30.0, gt=0, description="Time limit for one page's extraction; a page "
+                                                                  "over it is rejected as extract_timeout.")
+    max_payload_bytes: int = Field(default=5_000_000, ge=1,
+                                   description="Larger payloads are rejected as payload_too_large.")
 
 
 def _report_metadata(report: IngestReport) -> dict:

@@ -237,7 +237,7 @@ def build_snapshot(
             con.execute("SET TimeZone = 'UTC'")
             con.execute(f"SET memory_limit = '{duckdb_memory_limit}'")
             con.execute("SET preserve_insertion_order = true")
-            _copy_store(con, store_path, lock_timeout_s)
+            store_partitions = _copy_store(con, store_path, lock_timeout_s)
             con.execute(_TRAFFIC_SQL)
             con.execute("CHECKPOINT")
             timings["copy_s"] = time.perf_counter() - t0
@@ -269,6 +269,7 @@ def build_snapshot(
             "format": FORMAT_VERSION,
             "created": created.isoformat(),
             "source_store": str(store_path),
+            "store_partitions": store_partitions,
             "fingerprint": fingerprint,
             "counts": counts,
             "index": {"kind": index.kind, "config": asdict(index), "docs": stats.docs,
@@ -304,8 +305,12 @@ def set_latest(snapshot: Snapshot) -> None:
             os.replace(tmp, root / LATEST)
 
 
-def _copy_store(con, store_path: Path, lock_timeout_s: float) -> None:
+def _copy_store(con, store_path: Path, lock_timeout_s: float) -> dict[str, Any]:
+    """Copy the store's derived tables; returns `partitions_signature` of the raw partitions, read in the same
+    read-only attach, so a snapshot knows exactly which ingests it saw."""
     import duckdb
+
+    from pipeline.store import PARTITIONS_SQL, partitions_signature
 
     if not store_path.exists():
         raise FileNotFoundError(f"no store at {store_path}: ingest something first")
@@ -330,6 +335,8 @@ def _copy_store(con, store_path: Path, lock_timeout_s: float) -> None:
         for sql in _COPY_SQL:
             con.execute(sql)
         con.execute("COMMIT")
+        rows = con.execute(PARTITIONS_SQL.format(db="src.")).fetchall() if "partition_stats" in tables else []
+        return partitions_signature(rows)
     finally:
         con.execute("DETACH src")
 

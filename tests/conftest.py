@@ -22,6 +22,24 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("WEBSIM_HOME", str(home))
     monkeypatch.setenv("WEBSIM_SAMPLE_DATA", str(SHARED_DATA))
     monkeypatch.delenv("WEBSIM_STORE", raising=False)
+    dagster_home = tmp_path_factory.mktemp("dagster_home")  # each test its own (Dagster caches instances per home)
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_dagster_state():
+    """A Dagster instance left undisposed by one test (e.g. a test context's) stays the process-wide "defs state
+    storage", and a later `Definitions.validate_loadable` reads it from a deleted folder: each test starts clean."""
+    try:
+        from dagster._core.storage.defs_state.base import set_defs_state_storage
+    except ImportError:  # another Dagster layout: nothing to reset
+        yield
+        return
+    import gc
+
+    gc.collect()  # finalise instances earlier tests left behind now, not in the middle of this test
+    with set_defs_state_storage(None):
+        yield
 
 
 @pytest.fixture(scope="session")
