@@ -1,0 +1,292 @@
+"""Evaluation of search agents: several models, the same questions, the same simulated web, the same agent loop.
+
+    python -m training.evaluate --questions my_benchmark.jsonl --snapshot latest \\
+        --model base=embedded --model sft=.websim/models/sft/<run>/model --out results.json
+
+Questions are `hard_queries` rows or any JSONL of `{"question": ..., "answer": ...}` (optional `aliases`, `id`,
+`hops`), so a benchmark whose corpus was ingested can be run against its snapshot. Every model answers every
+question through `training.agent_loop.run_agent` (greedy, the tools of `training.env.SearchEnv`), and each
+trajectory is graded by the training rewards (`training.rewards`), so a number here means what it meant in GRPO:
+
+- `accuracy` (exact match against gold and aliases), `f1`, `answered_rate`;
+- `tool_calls_per_question` (every call, `answer` included, as TRL's tool-call frequency counts them);
+- `format_validity` (mean format rubric score) and `format_valid_rate` (share of trajectories that pass it all);
+- `valid_tool_call_rate` (share of turns whose calls parsed and fit), `mean_reward` (the weighted training reward,
+  divided by its best value);
+- report tasks (optional): each model writes the answer of every eval report task in one generation, scored by
+  the report verifiers (`training.rewards_report.score_completion`).
+
+`leakage(eval_rows, trained)` is the proof that the eval questions were never trained on (by id and by normalised
+question text). `results_table_md`, `plot_results` and `write_results` give the table, the figure and the JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from training.agent_loop import AgentConfig, Trajectory, run_agent, summarize
+from training.rewards import (SEARCH_KIND, RewardConfig, format_score, make_rewards, read_rollout,
+                              total_rewards)
+
+logger = logging.getLogger(__name__)
+SEARCH_METRICS = ("accuracy", "f1", "answered_rate", "tool_calls_per_question", "format_validity",
+                  "format_valid_rate", "valid_tool_call_rate", "mean_reward")
+REPORT_SCORES = ("order", "coverage", "citations", "distractors", "notes", "format")
+
+
+@dataclass
+class EvalConfig:
+    max_turns: int = 6
+    max_tokens: int = 160
+    """Tokens per assistant turn."""
+    report_max_tokens: int = 384
+    backend: str = "transformers"
+    num_threads: int = 0
+    env: dict[str, Any] = field(default_factory=dict)
+    """`SearchEnv` options (the SFT traces' ones, so that a model sees the views it was trained on)."""
+    rewards: dict[str, Any] = field(default_factory=dict)
+    """`RewardConfig` fields for `mean_reward` (the judge is never called here)."""
+
+
+# ---- questions ------------------------------------------------------------------------------------------------------
+
+def read_jsonl_questions(path: str | Path) -> list[dict[str, Any]]:
+    """Question rows from a JSONL file of objects with `question` and `answer` (others optional); a missing id
+    becomes the normalised question's hash (`pipeline.questions.question_id`)."""
+    from pipeline.questions import question_id
+
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or not str(obj.get("question") or "").strip() or obj.get("answer") is None:
+                raise ValueError(f"{path}:{n}: each line needs a question and an answer")
+            aliases = obj.get("aliases") or []
+            rows.append({**obj, "id": str(obj.get("id") or question_id(str(obj["question"]))),
+                         "question": str(obj["question"]), "answer": str(obj["answer"]),
+                         "aliases": [str(a) for a in (aliases if isinstance(aliases, list) else [aliases])],
+                         "hops": int(obj.get("hops") or 1), "split": obj.get("split") or "eval"})
+    return rows
+
+
+def leakage(eval_rows: Sequence[Mapping[str, Any]], trained_ids: Sequence[str] = (),
+            trained_questions: Sequence[str] = ()) -> dict[str, Any]:
+    """Eval questions that a training set holds, by id and by normalised question text; the check passes when
+    both lists are empty and every eval row is of the eval split."""
+    from pipeline.answers import normalize_answer
+
+    ids = set(map(str, trained_ids))
+    texts = {normalize_answer(q) for q in trained_questions if q}
+    by_id = sorted(str(r["id"]) for r in eval_rows if str(r["id"]) in ids)
+    by_text = sorted(str(r["id"]) for r in eval_rows if normalize_answer(str(r["question"])) in texts)
+    not_eval = sorted(str(r["id"]) for r in eval_rows if r.get("split") not in (None, "eval"))
+    return {"passed": not (by_id or by_text or not_eval), "eval_questions": len(eval_rows),
+            "trained_ids": len(ids), "trained_questions": len(texts), "overlap_by_id": by_id,
+            "overlap_by_text": by_text, "not_eval_split": not_eval}
+
+
+# ---- grading --------------------------------------------------------------------------------------------------------
+
+def completion_of(traj: Trajectory) -> list[dict[str, Any]]:
+    """The trajectory's messages after the prompt (system + user): what TRL calls the completion."""
+    return traj.messages[2:]
+
+
+def grade(trajs: Sequence[Trajectory], rows: Sequence[Mapping[str, Any]], rewards: RewardConfig = RewardConfig()
+          ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Summary figures of one model's trajectories and one row per trajectory."""
+    cfg = RewardConfig(**{**rewards.to_dict(), "judge": 0.0, "report": 0.0})
+    funcs, weights = make_rewards(cfg)
+    completions = [completion_of(t) for t in trajs]
+    totals, _ = total_rewards(funcs, weights, completions, task_kind=[SEARCH_KIND] * len(rows),
+                              answer=[r["answer"] for r in rows], aliases=[list(r.get("aliases") or []) for r in rows],
+                              hops=[r.get("hops") for r in rows])
+    best = cfg.search_max() or 1.0
+    per_row = []
+    for traj, completion, total in zip(trajs, completions, totals):
+        rollout = read_rollout(completion)
+        per_row.append({"id": traj.question_id, "question": traj.question, "gold": traj.gold,
+                        "answer": traj.final_answer, "exact_match": traj.exact_match, "f1": round(traj.f1, 4),
+                        "tool_calls": traj.tool_calls, "turns": traj.turns, "finish": traj.finish,
+                        "format": round(format_score(rollout), 4), "reward": round((total or 0.0) / best, 4),
+                        "errors": dict(traj.errors), "visited": traj.visited})
+    n = len(per_row) or 1
+    loop = summarize(trajs)
+    summary = {
+        "questions": len(per_row),
+        "accuracy": loop["exact_match"],
+        "f1": loop["f1"],
+        "answered_rate": loop["answered_rate"],
+        "tool_calls_per_question": round(sum(r["tool_calls"] for r in per_row) / n, 4),
+        "format_validity": round(sum(r["format"] for r in per_row) / n, 4),
+        "format_valid_rate": round(sum(r["format"] == 1.0 for r in per_row) / n, 4),
+        "valid_tool_call_rate": loop["valid_tool_call_rate"],
+        "mean_reward": round(sum(r["reward"] for r in per_row) / n, 4),
+        "finish": loop["finish"],
+        "errors": loop["errors"],
+    }
+    return summary, per_row
+
+
+def grade_reports(texts: Sequence[str], tasks: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], list[dict]]:
+    from training.rewards_report import score_completion
+
+    rows = []
+    for text, task in zip(texts, tasks):
+        rows.append({"task_id": task["task_id"], "task_kind": task["task_kind"],
+                     "scores": score_completion(text, dict(task)), "answer": text})
+    summary: dict[str, Any] = {"tasks": len(rows)}
+    for name in REPORT_SCORES:
+        values = [r["scores"][name] for r in rows if r["scores"].get(name) is not None]
+        if values:
+            summary[name] = round(sum(values) / len(values), 4)
+    graded = [v for r in rows for v in r["scores"].values() if v is not None]
+    summary["mean_score"] = round(sum(graded) / len(graded), 4) if graded else None
+    return summary, rows
+
+
+# ---- the run --------------------------------------------------------------------------------------------------------
+
+def evaluate(models: Mapping[str, str], questions: Sequence[Mapping[str, Any]], snapshot: str | Path,
+             config: EvalConfig = EvalConfig(), *, report_tasks: Sequence[Mapping[str, Any]] = (),
+             data_dir: str | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every model (name -> folder or "embedded") on every question (and report task); the results document."""
+    from pipeline.llm import SamplingParams, make_backend
+    from pipeline.snapshot import resolve_snapshot
+    from training.env import SearchEnv
+
+    log = log or logger.info
+    snap = resolve_snapshot(str(snapshot))
+    make_env = SearchEnv.factory(str(snap.path), session="eval", **config.env)
+    agent = AgentConfig(max_turns=config.max_turns, max_tokens=config.max_tokens)
+    rewards = RewardConfig.from_dict(config.rewards)
+    results: dict[str, Any] = {"snapshot_id": snap.id, "questions": len(questions), "report_tasks": len(report_tasks),
+                               "config": asdict(config), "models": {}, "per_question": {}, "per_report_task": {}}
+    for name, model in models.items():
+        started = time.perf_counter()
+        options = {"num_threads": config.num_threads} if config.backend == "transformers" and config.num_threads else {}
+        llm = make_backend(config.backend, None if model in ("", "embedded") else model, data_dir=data_dir, **options)
+        try:
+            log(f"{name} ({model}): {len(questions)} questions")
+            trajs = run_agent(llm, questions, make_env, agent, trajectory_prefix=f"eval-{name}-", log=log)
+            summary, rows = grade(trajs, questions, rewards)
+            report_summary: dict[str, Any] = {}
+            if report_tasks:
+                log(f"{name}: {len(report_tasks)} report tasks")
+                outs = llm.generate([list(t["prompt"]) for t in report_tasks],
+                                    SamplingParams(max_tokens=config.report_max_tokens, temperature=0.0, seed=0))
+                report_summary, report_rows = grade_reports([o.text for o in outs], report_tasks)
+                results["per_report_task"][name] = report_rows
+        finally:
+            llm.close()
+        results["models"][name] = {"model": model, **summary, "report": report_summary,
+                                   "seconds": round(time.perf_counter() - started, 1)}
+        results["per_question"][name] = rows
+        log(f"{name}: accuracy {summary['accuracy']}, F1 {summary['f1']}, "
+            f"{summary['tool_calls_per_question']} calls/question, format {summary['format_validity']}")
+    return results
+
+
+def results_table_md(results: Mapping[str, Any]) -> str:
+    """One row per model: the search metrics, then the report-task mean score where there were report tasks."""
+    models = results["models"]
+    reports = any(m.get("report") for m in models.values())
+    head = ["model", *SEARCH_METRICS] + (["report score"] if reports else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in models.items():
+        cells = [name] + [f"{m[k]:.3f}" if isinstance(m[k], float) else str(m[k]) for k in SEARCH_METRICS]
+        if reports:
+            score = (m.get("report") or {}).get("mean_score")
+            cells.append("-" if score is None else f"{score:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (f"\n\n{results['questions']} questions on snapshot `{results['snapshot_id']}`"
+            + (f", {results['report_tasks']} report tasks" if results.get("report_tasks") else "") + ".")
+    return "\n".join(lines) + note
+
+
+def plot_results(results: Mapping[str, Any], path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(results["models"])
+    panels = [("accuracy", "accuracy (EM)"), ("f1", "F1"), ("format_validity", "format validity"),
+              ("tool_calls_per_question", "tool calls / question")]
+    if any(m.get("report") for m in results["models"].values()):
+        panels.append(("report", "report-task score"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), dpi=100)
+    for ax, (key, title) in zip(axes, panels):
+        values = [((results["models"][m].get("report") or {}).get("mean_score") or 0.0) if key == "report"
+                  else results["models"][m][key] for m in models]
+        ax.bar(models, values, color=["#999999", "#4c72b0", "#dd8452", "#55a868"][: len(models)])
+        for i, v in enumerate(values):
+            ax.text(i, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        if key != "tool_calls_per_question":
+            ax.set_ylim(0, 1.05)
+    fig.suptitle(f"{results['questions']} eval questions")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_results(results: Mapping[str, Any], out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, ensure_ascii=False, default=str) + "\n")
+    return out
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Evaluate search agents on a question set in a snapshot.")
+    parser.add_argument("--questions", required=True,
+                        help="JSONL of {question, answer[, aliases, id, hops]}, or a hard_queries folder (eval split)")
+    parser.add_argument("--snapshot", default="latest", help="snapshot folder or id (default: the latest)")
+    parser.add_argument("--model", action="append", required=True,
+                        help="NAME=FOLDER or FOLDER (or 'embedded'); repeat to compare models")
+    parser.add_argument("--out", default="eval_results.json", help="results JSON (a PNG is written beside it)")
+    parser.add_argument("--limit", type=int, default=0, help="questions used at most (0: all)")
+    parser.add_argument("--max-turns", type=int, default=6)
+    parser.add_argument("--max-tokens", type=int, default=160)
+    parser.add_argument("--backend", default="transformers", help="generation backend (transformers, vllm, openai)")
+    parser.add_argument("--env", default="{}", help='SearchEnv options as JSON, e.g. {"max_chars": 500}')
+    parser.add_argument("--num-threads", type=int, default=0)
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    source = Path(args.questions)
+    if source.is_dir():
+        from training.traces import read_questions
+
+        rows = read_questions(source, "eval")
+    else:
+        rows = read_jsonl_questions(source)
+    rows = rows[: args.limit or None]
+    models = {}
+    for spec in args.model:
+        name, _, path = spec.partition("=") if "=" in spec else (Path(spec).name or spec, "", spec)
+        models[name] = path
+    config = EvalConfig(max_turns=args.max_turns, max_tokens=args.max_tokens, backend=args.backend,
+                        num_threads=args.num_threads, env=json.loads(args.env))
+    results = evaluate(models, rows, args.snapshot, config, data_dir=args.data_dir)
+    out = write_results(results, args.out)
+    plot_results(results, out.with_suffix(".png"))
+    print(results_table_md(results))
+    print(f"\nresults: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
