@@ -127,7 +127,20 @@ def _headline(results: dict) -> list[str]:
         lines.append(f"SFT model: {sft.get('model_dir')} (loss {sft.get('first_loss')} -> {sft.get('last_loss')}); "
                      f"valid tool-call rate {sft.get('base_valid_tool_call_rate')} (base) -> "
                      f"{sft.get('sft_valid_tool_call_rate')} (SFT)")
+    ev = _metadata(results.get("training"), "evaluation")
+    if ev:
+        lines.append(f"evaluation: {ev.get('results')}")
     return lines
+
+
+def _train_questions() -> int:
+    """Verified train-split questions in the hard_queries dataset (what the training job learns from)."""
+    from training.traces import read_questions
+
+    try:
+        return len(read_questions(config.data_dir() / "datasets" / "hard_queries", "train"))
+    except (FileNotFoundError, OSError, ValueError):
+        return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -154,7 +167,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = {}
     for job_name, what in (("store_build", "pages, link graph, snapshot"),
                            ("synthesis", "report tasks and hard questions, with the configured model"),
-                           ("training", "SFT traces and SFT")):
+                           ("training", "SFT traces, SFT, GRPO, evaluation")):
+        if job_name == "training" and not _train_questions():
+            print("training: skipped, no verified train question in datasets/hard_queries (see the hard_queries "
+                  "asset's rejections; a stronger model through the llm resource raises the yield)", flush=True)
+            continue
         print(f"{job_name}: {what} ...", flush=True)
         step_started = time.perf_counter()
         results[job_name] = _run_job(defs, instance, job_name, verbose=args.verbose, run_config=configs[job_name])

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.grpo import evaluation, grpo_model
 from assets.ingest import clickstream, link_graph, pages, warc_pages
 from assets.questions import candidate_questions, evidence_chains, hard_queries
 from assets.report_tasks import report_tasks
@@ -23,5 +24,6 @@ synthesis_job = dg.define_asset_job(
     description="Synthesise training data from the latest snapshot with the configured model: report-chunking "
                 "tasks, and hard multi-hop questions (evidence chains -> back-translated candidates -> verified).")
 training_job = dg.define_asset_job(
-    "training", selection=dg.AssetSelection.assets(sft_traces, sft_model),
-    description="Train the search agent on the synthesised data: SFT traces, then SFT (with a before/after check).")
+    "training", selection=dg.AssetSelection.assets(sft_traces, sft_model, grpo_model, evaluation),
+    description="Train the search agent on the synthesised data: SFT traces, SFT (with a before/after check), GRPO "
+                "in the simulator with verifier rewards, then base vs SFT vs GRPO on the eval split.")

@@ -25,6 +25,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "training": {"ops": {
             "sft_traces": {"config": {"teacher_questions": 16, "teacher_tries": 2}},
             "sft_model": {"config": {"max_steps": 8, "eval_questions": 8}},
+            "grpo_model": {"config": {"max_steps": 2, "num_generations": 2, "max_completion_length": 384}},
+            "evaluation": {"config": {"eval_questions": 8, "max_turns": 4, "max_tokens": 64}},
         }},
     },
     "full": {
@@ -37,6 +39,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "sft_model": {"config": {"epochs": 2.0, "max_steps": -1, "learning_rate": 5e-5,
                                      "lr_scheduler_type": "cosine", "batch_size": 4, "num_threads": 0,
                                      "save_steps": 200, "eval_questions": 200}},
+            "grpo_model": {"config": {"max_steps": 300, "num_generations": 8, "max_completion_length": 2048}},
+            "evaluation": {"config": {"eval_questions": 0}},
         }},
     },
 }
