@@ -136,36 +136,50 @@ class Store:
         self.lock_timeout_s = lock_timeout_s
 
     @contextlib.contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        # DuckDB refuses a second writing process outright; waiting on a lock file turns two
-        # concurrent writers (two runs outside the Dagster pool, a CLI next to the UI) into a queue.
+    def _lock(self, shared: bool = False) -> Iterator[None]:
+        # DuckDB refuses a second process outright while one writes (readers included), and a writer while any
+        # process reads: a lock file (shared for readers, exclusive for a writer) turns two runs outside the
+        # Dagster pool, a CLI next to the UI, or an asset check reading beside a writing step into a queue.
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(self.path.name + ".lock"), "a+") as fh:
             deadline = time.monotonic() + self.lock_timeout_s
             while True:
                 try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fh, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"store {self.path} is locked by another writer "
-                                           f"for more than {self.lock_timeout_s:.0f} s") from None
+                        raise TimeoutError(f"store {self.path} is locked by another "
+                                           f"{'writer' if shared else 'process'} for more than "
+                                           f"{self.lock_timeout_s:.0f} s") from None
                     time.sleep(0.2)
             try:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def lock_held(self) -> bool:
+        """Whether a writer holds the store's lock now."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        if not lock.exists():
+            return False
+        with open(lock, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False
+
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[Any]:
-        """A connection; a writing one holds the store's lock until it is closed."""
+        """A connection; it holds the store's lock (shared when read-only) until it is closed."""
         import duckdb
 
         if read_only and not self.path.exists():
             raise FileNotFoundError(f"no store at {self.path}: ingest something first")
         with contextlib.ExitStack() as stack:
-            if not read_only:
-                stack.enter_context(self._write_lock())
+            stack.enter_context(self._lock(shared=read_only))
             con = duckdb.connect(str(self.path), read_only=read_only)
             stack.callback(con.close)
             if not read_only:

@@ -130,6 +130,30 @@ def test_two_writer_processes_are_serialised(tmp_path):
     assert Store(path).partitions("warc") == ["p0", "p1"]
 
 
+def _reader(path, out):
+    out.put([r["partition"] for r in Store(path).query("SELECT DISTINCT partition FROM warc_pages ORDER BY 1")])
+
+
+def test_a_reader_waits_for_a_writer_in_another_process(tmp_path):
+    """DuckDB refuses a read-only connection while another process writes (an asset check beside a writing step
+    of the multiprocess executor): the reader queues on the store's lock and then sees the finished write."""
+    path = tmp_path / "store.duckdb"
+    _fill(Store(path), "p0", [_page("p0", W + "p0", "p0", 1)])
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    writer = ctx.Process(target=_slow_writer, args=(path, "p1", 2.0))
+    writer.start()
+    deadline = time.monotonic() + 60
+    while not Store(path).lock_held() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    reader = ctx.Process(target=_reader, args=(path, out))
+    reader.start()
+    writer.join(60)
+    reader.join(60)
+    assert [writer.exitcode, reader.exitcode] == [0, 0]
+    assert out.get(timeout=5) == ["p0", "p1"]
+
+
 def test_unknown_source_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown source"):
         with Store(tmp_path / "s.duckdb").partition_writer("pdf", "x"):
