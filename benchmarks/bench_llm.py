@@ -2,6 +2,7 @@
 
     python benchmarks/bench_llm.py [--prompts 64] [--max-tokens 64] [--reps 3] [--threads N]
                                    [--only vllm,openai,transformers,one-by-one] [--json out.json [--append]]
+                                   [--dtype auto|bfloat16|float32]
 
 Rows, all greedy on the embedded SmolLM2-135M-Instruct, the cache off:
 - vLLM offline: bare `vllm.LLM.chat` vs `VLLMBackend.generate` on the same engine;
@@ -10,6 +11,8 @@ Rows, all greedy on the embedded SmolLM2-135M-Instruct, the cache off:
   one request at a time.
 Each bare/pipeline pair runs alternately `--reps` times and keeps the best run of each (the machine is shared:
 the best run is the one least disturbed). Overhead = pipeline seconds / bare seconds - 1 on the same tokens.
+`--dtype` sets the engines' dtype (default "auto": `pipeline.llm.cpu.cpu_dtype()`); run once per dtype with
+`--append` to compare them (rows are labelled with their dtype).
 """
 
 from __future__ import annotations
@@ -75,12 +78,12 @@ def timed(fn):
 # ---- the benchmarks --------------------------------------------------------------------------------------
 
 
-def bench_vllm(model_dir: Path, chats, max_tokens: int, reps: int) -> list[dict]:
+def bench_vllm(model_dir: Path, chats, max_tokens: int, reps: int, dtype: str = "auto") -> list[dict]:
     from vllm import SamplingParams as VSamplingParams
 
     from pipeline.llm.vllm_backend import VLLMBackend
 
-    backend = VLLMBackend(str(model_dir), cache=None, engine_args={"max_model_len": 1024})
+    backend = VLLMBackend(str(model_dir), cache=None, engine_args={"max_model_len": 1024, "dtype": dtype})
     llm = backend.llm  # the same engine for both rows
     params = SamplingParams(max_tokens=max_tokens)
     vparams = VSamplingParams(max_tokens=max_tokens, temperature=0.0)
@@ -101,7 +104,8 @@ def bench_vllm(model_dir: Path, chats, max_tokens: int, reps: int) -> list[dict]
     return [best["bare"], best["ours"]]
 
 
-def bench_openai(model_dir: Path, chats, max_tokens: int, reps: int, threads: str | None) -> list[dict]:
+def bench_openai(model_dir: Path, chats, max_tokens: int, reps: int, threads: str | None, dtype: str = "auto"
+                 ) -> list[dict]:
     import httpx
 
     from pipeline.llm.openai_backend import OpenAIBackend
@@ -109,7 +113,8 @@ def bench_openai(model_dir: Path, chats, max_tokens: int, reps: int, threads: st
 
     env = {"HF_HUB_OFFLINE": "1", **({"VLLM_CPU_OMP_THREADS_BIND": threads} if threads else {})}
     concurrency = len(chats)
-    with VLLMServer(model_dir, served_model_name="smollm2", args=["--max-model-len", "1024"], env=env) as server:
+    with VLLMServer(model_dir, served_model_name="smollm2", args=["--max-model-len", "1024", "--dtype", dtype],
+                    env=env) as server:
         backend = OpenAIBackend(server.base_url, "smollm2", max_concurrency=concurrency, cache=None)
         params = SamplingParams(max_tokens=max_tokens)
         backend.generate(chats[:4], params)  # warm-up
@@ -137,14 +142,14 @@ def bench_openai(model_dir: Path, chats, max_tokens: int, reps: int, threads: st
 
 
 def bench_transformers(model_dir: Path, chats, max_tokens: int, reps: int, threads: int | None,
-                       one_by_one: bool) -> list[dict]:
+                       one_by_one: bool, dtype: str = "auto") -> list[dict]:
     import torch
 
     from pipeline.llm.transformers_backend import TransformersBackend
 
     if threads:
         torch.set_num_threads(threads)
-    backend = TransformersBackend(str(model_dir), cache=None, batch_size=len(chats))
+    backend = TransformersBackend(str(model_dir), cache=None, batch_size=len(chats), dtype=dtype)
     tok, model = backend.tokenizer, backend.model
     params = SamplingParams(max_tokens=max_tokens)
     texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
@@ -218,7 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="vllm,openai,transformers,one-by-one")
     parser.add_argument("--json", default=None, help="also write the rows here (after every phase)")
     parser.add_argument("--append", action="store_true", help="add to the rows already in --json")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
+                        help="engine dtype (auto: bfloat16 where the CPU computes it natively, else float32)")
     args = parser.parse_args(argv)
+    from pipeline.llm.cpu import resolve_dtype
+
+    dtype = resolve_dtype(args.dtype)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     threads = ",".join(map(str, sorted(os.sched_getaffinity(0))[: args.threads])) if args.threads else None
@@ -231,16 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.json) if args.json else None
     rows: list[dict] = json.loads(out.read_text()) if out and args.append and out.exists() else []
     phases = [
-        ("vllm", lambda: bench_vllm(model_dir, chats, args.max_tokens, args.reps)),
-        ("openai", lambda: bench_openai(model_dir, chats, args.max_tokens, args.reps, threads)),
+        ("vllm", lambda: bench_vllm(model_dir, chats, args.max_tokens, args.reps, dtype)),
+        ("openai", lambda: bench_openai(model_dir, chats, args.max_tokens, args.reps, threads, dtype)),
         ("transformers", lambda: bench_transformers(model_dir, chats, args.max_tokens, args.reps, args.threads,
-                                                    "one-by-one" in only)),
+                                                    "one-by-one" in only, dtype)),
     ]
     for name, run in phases:
         if name in only or (name == "transformers" and "one-by-one" in only):
             phase_load = os.getloadavg()[0]
             new_rows = run()
             for r in new_rows:
+                r["config"] = f"{r['config']} [{dtype}]"
                 r["load_average"] = round((phase_load + os.getloadavg()[0]) / 2, 1)
             rows += new_rows
             if out:  # after every phase: a long run that dies keeps what it measured

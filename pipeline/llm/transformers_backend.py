@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .base import Backend, Completion, LLMUnavailableError, Request, SamplingParams
+from .cpu import resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class TransformersBackend(Backend):
         model: str | None = None,
         *,
         data_dir: str | Path | None = None,
-        dtype: str = "bfloat16",
+        dtype: str = "auto",
         device: str = "cpu",
         batch_size: int = 32,
         max_model_len: int | None = None,
@@ -64,7 +65,7 @@ class TransformersBackend(Backend):
 
         self.model_path = resolve_model(model, data_dir)
         super().__init__(model_id=model_id or model_fingerprint(self.model_path), batch_size=batch_size, **kwargs)
-        self.dtype = dtype
+        self.dtype = resolve_dtype(dtype, device)  # "auto": float32 on CPUs without native bf16
         self.device = device
         self.max_model_len = max_model_len
         self.num_threads = num_threads

@@ -11,7 +11,8 @@ otherwise (every variable below is only a default, an existing value wins):
   tokens), and no `if __name__ == "__main__"` guard is needed in callers (vLLM spawns otherwise).
 - `VLLM_CPU_KVCACHE_SPACE=2` (GiB), `VLLM_CPU_OMP_THREADS_BIND=<every core this process may use>` ("0,1" here),
   `VLLM_CPU_NUM_OF_RESERVED_CPU=0`; on cores that other work keeps busy, binding fewer ("0") is faster;
-- engine args `enforce_eager=True` (compiled mode gave wrong text on CPU), `dtype="bfloat16"`,
+- engine args `enforce_eager=True` (compiled mode gave wrong text on CPU), `dtype` bfloat16 where the CPU computes
+  it natively, else float32 (`pipeline.llm.cpu`: on AVX2-only CPUs vLLM falls back to torch's slow bf16 matmul),
   `max_model_len=4096` (the KV cache is small).
 On every build, `VLLM_CACHE_ROOT` and `TORCHINDUCTOR_CACHE_DIR` default to `<data dir>/cache/...` and usage
 statistics are off.
@@ -29,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from .base import Backend, Completion, LLMUnavailableError, Request
+from .cpu import cpu_dtype
 
 logger = logging.getLogger(__name__)
 
-CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "dtype": "bfloat16", "max_model_len": 4096}
+CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "dtype": "auto", "max_model_len": 4096}
+"""On the CPU build; "auto" here means `pipeline.llm.cpu.cpu_dtype()` (vLLM's own "auto" takes the checkpoint's)."""
 ENGINE_DEFAULTS: dict[str, Any] = {"seed": 0}
 
 
@@ -118,6 +121,8 @@ class VLLMBackend(Backend):
         super().__init__(model_id=model_id or model_fingerprint(self.model_path), batch_size=batch_size, **kwargs)
         defaults = {**ENGINE_DEFAULTS, **(CPU_ENGINE_DEFAULTS if is_cpu_build() else {})}
         self.engine_args = {**defaults, **(engine_args or {})}
+        if is_cpu_build() and self.engine_args.get("dtype") == "auto":
+            self.engine_args["dtype"] = cpu_dtype()
         self.compact_json = compact_json  # no free whitespace inside JSON: fewer tokens, and small models ramble
         self._llm = None
         self._warned_seed = False
@@ -266,7 +271,7 @@ class VLLMServer:
         if self.served_model_name:
             cmd += ["--served-model-name", self.served_model_name]
         if is_cpu_build():
-            cmd += ["--enforce-eager", "--dtype", "bfloat16"]
+            cmd += ["--enforce-eager", "--dtype", cpu_dtype()]
             if "--max-model-len" not in self.args:
                 cmd += ["--max-model-len", str(CPU_ENGINE_DEFAULTS["max_model_len"])]
         return cmd + self.args
