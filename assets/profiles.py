@@ -20,7 +20,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "demo": {
         "synthesis": {"ops": {
             "report_tasks": {"config": {"n_reorder": 20, "n_synthesise": 20, "n_analyse_merge": 20}},
-            "evidence_chains": {"config": {"count": 60}},
+            "evidence_chains": {"config": {"count": 200}},
+            # A 135M model verifies a few percent of its candidates: a larger eval share leaves the before/after
+            # evaluation more than one or two questions.
+            "hard_queries": {"config": {"eval_fraction": 0.3}},
         }},
         "training": {"ops": {
             "sft_traces": {"config": {"teacher_questions": 16, "teacher_tries": 2}},

@@ -10,13 +10,16 @@ Chains in (`pipeline.chains`), question rows and rejections out:
    assembles them deterministically.
 2. Back-translation (`question_chat` + `question_schema`): the model gets the clues from start to answer, the
    evidence (URL and a short literal quote per page), the answer and the draft, after two worked examples
-   (few-shot: a 135M model copies passages when asked zero-shot), and returns JSON: answer, question, aliases,
-   evidence (url + quote per page).
+   (few-shot: a 135M model copies passages when asked zero-shot), and returns JSON: the question and other names
+   of the answer. The candidate's answer and evidence (url + quote per page) are the chain's own: the answer is
+   the fact the chain was built on, the quotes are cut literally from its pages. (Prompt v1 had the model copy
+   both into its reply; the 135M model changed the answer or ran out of tokens copying URLs in three quarters of
+   the candidates, and a copy can only be as good as what it copies.)
 3. Verification (`verify_candidates`), never loosened to raise the yield; each rule is a pure function that
    returns a rejection reason or None, applied in the order of `REJECTION_REASONS` (the first failing one is the
    candidate's `reason`, all deterministic failures are kept in `reasons`):
    - generation: the JSON parsed and matched the schema;
-   - answerable: the model kept the chain's answer; the answer (or an alias) occurs in the final evidence page,
+   - answerable: the answer (or an alias) occurs in the final evidence page,
      fetched through the simulator; every evidence URL is fetched with status 200 and is a page of the chain;
      every quote occurs literally in its page; a judge pass given the evidence answers the question with the
      gold answer (token F1 >= `min_judge_f1`);
@@ -50,16 +53,16 @@ from typing import Any, Callable, Iterable, Sequence
 
 import pyarrow as pa
 
-from pipeline.answers import answer_in_text, exact_match, normalize_answer, token_f1
+from pipeline.answers import answer_in_text, normalize_answer, token_f1
 from pipeline.chains import _DATE, _MONTHS, _NUMBER, _SENTENCE_STARTERS, _YEAR, is_prose_sentence
 from pipeline.lexical import STOPWORDS, content_tokens, quote_in, split_sentences, strip_quote, token_recall, tokens
 from pipeline.splits import split_of
 
-PROMPT_VERSION = "hard-queries-v1"
+PROMPT_VERSION = "hard-queries-v2"
 # The order verification applies its rules in; a candidate's `reason` is the first that fails.
 REJECTION_REASONS = (
     "invalid_json", "schema_violation", "backend_error", "truncated",
-    "answer_changed", "answer_not_in_evidence", "evidence_url_unknown", "evidence_incomplete",
+    "answer_not_in_evidence", "evidence_url_unknown", "evidence_incomplete",
     "quote_too_short", "quote_not_in_page",
     "question_malformed", "answer_in_question", "names_page", "unobfuscated_fact", "copies_passage",
     "answer_page_in_top_k", "answer_in_snippets",
@@ -76,11 +79,13 @@ class QuestionConfig:
     rank_depth: int = 100
     """How deep the answer page's rank is looked up for the difficulty score."""
     seed: int = 0
-    question_max_tokens: int = 320
+    question_max_tokens: int = 200
+    """Token budget of one reply: a question of at most `max_question_words` words and a few aliases."""
     judge_max_tokens: int = 32
     closed_book_max_tokens: int = 24
-    min_judge_f1: float = 0.5
-    """The judge agrees when its answer's token F1 against the gold answers reaches this."""
+    min_judge_f1: float = 0.6
+    """The judge agrees when its answer's token F1 against the gold answers reaches this: more than half of two
+    tokens, so "North Sea" does not confirm "North America" (F1 0.5), "Brian Boru" confirms "High King Brian Boru"."""
     closed_book_f1: float = 0.5
     """The closed-book pass solved the question when its F1 reaches this, or the answer occurs in what it said."""
     dedupe_jaccard: float = 0.7
@@ -380,10 +385,9 @@ def draft_question(descriptions: Sequence[str], clause: str) -> str:
 QUESTION_SYSTEM = (
     "You write hard trivia questions that need several web searches. You get the evidence (the URL of each page "
     "of a chain of linked pages, from a start page to the page that states the answer, and a quote from it), the "
-    "answer, and a draft question that describes each page without naming it. Reply with JSON only: the answer "
-    "exactly as given, the question (the draft, made fluent; never name a page, never state the answer, keep "
-    "periods and ranges instead of exact dates and numbers), other names of the answer if any, and the evidence "
-    "exactly as given."
+    "answer, and a draft question that describes each page without naming it. Reply with JSON only: the question "
+    "(the draft, made fluent; never name a page, never state the answer, keep periods and ranges instead of exact "
+    "dates and numbers) and other names of the answer, if any."
 )
 _EX1_EVIDENCE = [
     {"url": "https://en.wikipedia.org/wiki/Oceanography",
@@ -405,12 +409,11 @@ _EX2_DRAFT = ("Start at the article on the world's largest island that is not a 
 QUESTION_EXAMPLES = [
     (
         {"answer": "1907", "kind": "year", "evidence": _EX1_EVIDENCE, "draft": _EX1_DRAFT},
-        {"answer": "1907", "question": _EX1_DRAFT, "aliases": [], "evidence": _EX1_EVIDENCE},
+        {"question": _EX1_DRAFT, "aliases": []},
     ),
     (
         {"answer": "Alfred Wegener", "kind": "name", "evidence": _EX2_EVIDENCE, "draft": _EX2_DRAFT},
-        {"answer": "Alfred Wegener", "question": _EX2_DRAFT,
-         "aliases": ["Wegener"], "evidence": _EX2_EVIDENCE},
+        {"question": _EX2_DRAFT, "aliases": ["Wegener"]},
     ),
 ]
 
@@ -437,10 +440,20 @@ CLOSED_BOOK_EXAMPLES = [
 # No string length bounds: grammar engines expand bounded repetition, which makes compiling them slow.
 ANSWER_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}},
                  "required": ["answer"], "additionalProperties": False}
+QUESTION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "question": {"type": "string"},
+        "aliases": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+    },
+    "required": ["question", "aliases"],
+    "additionalProperties": False,
+}
+"""The reply's JSON schema, fields in the order the reply writes them (no string length bounds: as above)."""
 
 
 def _prompt_texts() -> str:
-    return json.dumps([QUESTION_SYSTEM, QUESTION_EXAMPLES, JUDGE_SYSTEM, JUDGE_EXAMPLES, CLOSED_BOOK_SYSTEM,
+    return json.dumps([QUESTION_SYSTEM, QUESTION_EXAMPLES, QUESTION_SCHEMA, JUDGE_SYSTEM, JUDGE_EXAMPLES, CLOSED_BOOK_SYSTEM,
                        CLOSED_BOOK_EXAMPLES, ANSWER_SCHEMA], sort_keys=True, ensure_ascii=False)
 
 
@@ -459,10 +472,14 @@ def _dump(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+def chain_evidence(chain: dict, clues: dict) -> list[dict]:
+    """The evidence of a chain: each page's URL and the short literal quote the clues cut from it."""
+    return [{"url": s["url"], "quote": q} for s, q in zip(chain["chain"], clues["quotes"])]
+
+
 def question_chat(chain: dict, clues: dict) -> list[dict]:
     """The back-translation prompt: system, two worked examples, then this chain."""
-    item = {"answer": chain["answer"], "kind": chain["answer_kind"],
-            "evidence": [{"url": s["url"], "quote": q} for s, q in zip(chain["chain"], clues["quotes"])],
+    item = {"answer": chain["answer"], "kind": chain["answer_kind"], "evidence": chain_evidence(chain, clues),
             "draft": draft_question(clues["descriptions"], clues["clause"])}
     chat = [{"role": "system", "content": QUESTION_SYSTEM}]
     for example, answer in QUESTION_EXAMPLES:
@@ -471,23 +488,6 @@ def question_chat(chain: dict, clues: dict) -> list[dict]:
     return chat
 
 
-def question_schema(pages: int) -> dict:
-    """The reply's JSON schema for a chain of `pages` pages (one evidence item per page). Fields come in the order
-    the reply writes them; one schema per chain length, so chains of a length share one batch."""
-    return {
-        "type": "object",
-        "properties": {
-            "answer": {"type": "string"},
-            "question": {"type": "string"},
-            "aliases": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
-            "evidence": {"type": "array", "minItems": pages, "maxItems": pages, "items": {
-                "type": "object",
-                "properties": {"url": {"type": "string"}, "quote": {"type": "string"}},
-                "required": ["url", "quote"], "additionalProperties": False}},
-        },
-        "required": ["answer", "question", "aliases", "evidence"],
-        "additionalProperties": False,
-    }
 
 
 def judge_chat(question: str, evidence: Sequence[str]) -> list[dict]:
@@ -554,20 +554,15 @@ def generate_candidates(chains: Sequence[dict], fetch_text: Callable[[str], str 
         clues = chain_clues(chain, fetch_text, config)
         chats.append(question_chat(chain, clues))
         candidates.append({**chain, "candidate_id": chain["chain_id"], "clues": clues,
+                           "evidence": chain_evidence(chain, clues),
                            "draft": draft_question(clues["descriptions"], clues["clause"])})
-    completions: list = [None] * len(chains)
-    by_length: dict[int, list[int]] = {}
-    for i, chain in enumerate(chains):
-        by_length.setdefault(len(chain["chain"]), []).append(i)
-    for pages, indices in sorted(by_length.items()):
-        for start in range(0, len(indices), max(config.chunk_size, 1)):
-            chunk = indices[start:start + max(config.chunk_size, 1)]
-            out = llm.generate([chats[i] for i in chunk], _params(config.question_max_tokens, config.seed),
-                               question_schema(pages))
-            for i, c in zip(chunk, out):
-                completions[i] = c
-            if progress is not None:
-                progress(sum(c is not None for c in completions), len(chains))
+    completions: list = []
+    step = max(config.chunk_size, 1)
+    for start in range(0, len(chats), step):
+        completions += llm.generate(chats[start:start + step], _params(config.question_max_tokens, config.seed),
+                                    QUESTION_SCHEMA)
+        if progress is not None:
+            progress(len(completions), len(chains))
     for cand, c in zip(candidates, completions):
         cand.update({
             "raw_text": c.text, "parsed": c.parsed if c.ok else None,
@@ -600,11 +595,6 @@ def check_generation(candidate: dict) -> str | None:
     if candidate.get("parsed") is None:
         return "invalid_json"
     return None
-
-
-def check_answer_kept(model_answer: str, golds: Sequence[str]) -> str | None:
-    """The model must return the chain's answer (or a deterministic variant of it), not a new one."""
-    return None if exact_match(model_answer or "", golds) else "answer_changed"
 
 
 def check_answer_in_page(golds: Sequence[str], page_text: str | None) -> str | None:
@@ -685,7 +675,7 @@ def check_search(results: Sequence[Any], answer_url: str, golds: Sequence[str]) 
     return None
 
 
-def check_judge(judge_answer: str | None, golds: Sequence[str], min_f1: float = 0.5) -> str | None:
+def check_judge(judge_answer: str | None, golds: Sequence[str], min_f1: float = 0.6) -> str | None:
     if judge_answer is None:
         return "judge_failed"
     return None if token_f1(judge_answer, golds) >= min_f1 else "judge_disagrees"
@@ -778,9 +768,7 @@ def verify_candidates(candidates: Sequence[dict], sim, llm, config: QuestionConf
         parsed = cand["parsed"]
         chain_urls = [s["url"] for s in cand["chain"]]
         golds = golds_of(cand["answer"], st["golds"][1:])
-        if (r := check_answer_kept(parsed.get("answer", ""), golds)):
-            st["reasons"].append(r)
-        evidence = list(parsed.get("evidence") or [])
+        evidence = list(cand.get("evidence") or [])
         for e in evidence:
             _fetch_text(sim, e.get("url", ""), pages)
         for u in chain_urls:
@@ -866,7 +854,7 @@ def _accepted_row(st: dict, config: QuestionConfig, pages: dict[str, str | None]
         **{k: provenance[k] for k in ("snapshot_id", "model", "prompt_version", "seed")},
         "prompt_hash": provenance["prompt_hash"],
         "answer_kind": cand["answer_kind"],
-        "evidence": [{"url": e["url"], "quote": e["quote"]} for e in cand["parsed"]["evidence"]],
+        "evidence": [{"url": e["url"], "quote": e["quote"]} for e in cand["evidence"]],
         "answer_rank": st["answer_rank"],
         "judge_answer": st["judge_answer"],
         "closed_book_answer": st["closed_book_answer"],
@@ -884,7 +872,6 @@ def _rejected_row(st: dict, reasons: list[str], provenance: dict) -> dict:
         "reasons": reasons,
         "question": st.get("question") or parsed.get("question") or "",
         "answer": cand["answer"],
-        "model_answer": str(parsed.get("answer", "")) if parsed else "",
         "hops": cand["hops"],
         "chain": [{"url": s["url"], "title": s["title"], "quote": s["quote"]} for s in cand["chain"]],
         "start_url": cand["start_url"],
@@ -918,7 +905,7 @@ HARD_QUERY_SCHEMA = pa.schema([
 ])
 REJECTED_SCHEMA = pa.schema([
     ("candidate_id", _S), ("reason", _S), ("reasons", pa.list_(_S)), ("question", _S), ("answer", _S),
-    ("model_answer", _S), ("hops", _I64), ("chain", pa.list_(CHAIN_STEP)), ("start_url", _S), ("answer_url", _S),
+    ("hops", _I64), ("chain", pa.list_(CHAIN_STEP)), ("start_url", _S), ("answer_url", _S),
     ("answer_kind", _S), ("draft", _S), ("raw_text", _S), ("generation_error_detail", _S), ("answer_rank", _I64),
     ("judge_answer", _S), ("judge_raw", _S), ("closed_book_answer", _S), ("closed_book_raw", _S),
     ("duplicate_of", _S), ("split", _S),
@@ -995,7 +982,7 @@ FIELD_DOCS = {
     "snapshot_id": "the simulator snapshot the chain and checks used", "model": "the model that wrote the question",
     "prompt_version": "PROMPT_VERSION of pipeline/questions.py", "seed": "the build seed",
     "prompt_hash": "sha256 of the prompt texts (12 hex)", "answer_kind": "date | year | number | name | place",
-    "evidence": "the model's evidence: url + a quote verified to occur in that page",
+    "evidence": "per chain page: url + the short quote the model was shown, verified to occur in that page",
     "answer_rank": "rank of the answer page when the question is searched (null: not in the top rank_depth)",
     "judge_answer": "what the judge answered given the evidence", "closed_book_answer": "the closed-book answer",
     "draft": "the deterministic draft the model was shown", "chain_id": "the evidence chain's id",
@@ -1057,9 +1044,10 @@ described, never named, so no single search reaches the answer. Made by `pipelin
    and links whose sentence names the next page. Each hop keeps the sentence that justifies it.
 2. Back-translation: every page gets a description without its name (its defining predicate or its category),
    years become periods, numbers ranges; the fact's clause becomes a wh-question. The model
-   `{provenance.get('model', '')}` writes the final question as JSON (question, answer, aliases, evidence url + quote
-   per page) from these clues and a draft, after two worked examples (prompt `{PROMPT_VERSION}`, hash `{PROMPT_HASH}`).
-3. Verification, never loosened to raise the yield: the answer is kept and occurs in the answer page fetched from
+   `{provenance.get('model', '')}` writes the final question as JSON (question, other names of the answer) from
+   these clues, the evidence (url + quote per page) and a draft, after two worked examples (prompt
+   `{PROMPT_VERSION}`, hash `{PROMPT_HASH}`); the answer and the evidence stay the chain's own.
+3. Verification, never loosened to raise the yield: the answer occurs in the answer page fetched from
    the simulator; evidence URLs are served and quotes occur literally; the question does not contain the answer,
    names no chain page, states no date or number of the chain, copies no passage; the answer page is not in the
    simulator's top {cfg.get('top_k', '')} for the question and no top-{cfg.get('top_k', '')} snippet has the

@@ -74,10 +74,8 @@ class _CopierHandler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.prompts[self.server.run].append(user)
         time.sleep(self.server.delay_s)
-        answer = json.loads(re.search(r"^Answer \(\w+\): (.*)$", user, re.M).group(1))
-        evidence = json.loads(re.search(r"^Evidence: (.*)$", user, re.M).group(1))
         draft = re.search(r"^Draft question: (.*)$", user, re.M).group(1)
-        text = json.dumps({"answer": answer, "question": draft, "aliases": [], "evidence": evidence})
+        text = json.dumps({"question": draft, "aliases": []})
         self._send({"id": "x", "object": "chat.completion", "model": "copier",
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                  "finish_reason": "stop"}],

@@ -131,9 +131,6 @@ def test_check_generation():
 
 
 def test_answer_rules():
-    assert q.check_answer_kept("1915", ["1915"]) is None
-    assert q.check_answer_kept("the year 1915", ["1915"]) == "answer_changed"
-    assert q.check_answer_kept("13 December 1250", ["December 13, 1250", "13 December 1250"]) is None
     assert q.check_answer_in_page(["1915"], PAGES[CHAIN["answer_url"]]) is None
     assert q.check_answer_in_page(["1916"], PAGES[CHAIN["answer_url"]]) == "answer_not_in_evidence"
     assert q.check_answer_in_page(["1915"], None) == "answer_not_in_evidence"
@@ -186,6 +183,8 @@ def test_judge_and_closed_book_rules():
     assert q.check_judge("in 1915", ["1915"]) is None  # F1 0.67
     assert q.check_judge("1915 by Albert Einstein", ["1915"]) == "judge_disagrees"
     assert q.check_judge("1687", ["1915"]) == "judge_disagrees"
+    assert q.check_judge("the North Sea", ["North America"]) == "judge_disagrees"  # F1 0.5: half a name
+    assert q.check_judge("Brian Boru", ["High King Brian Boru"]) is None  # F1 0.67
     assert q.check_judge(None, ["1915"]) == "judge_failed"
     assert q.check_closed_book("I do not know", ["1915"]) is None
     assert q.check_closed_book("It was resolved around 1915, I think", ["1915"]) == "closed_book_solved"
@@ -230,10 +229,8 @@ class ScriptedBackend(Backend):
         for r in requests:
             system, user = r.prompt[0]["content"], r.prompt[-1]["content"]
             if system == q.QUESTION_SYSTEM:
-                answer = json.loads(re.search(r"^Answer \(\w+\): (.*)$", user, re.M).group(1))
-                evidence = json.loads(re.search(r"^Evidence: (.*)$", user, re.M).group(1))
                 draft = re.search(r"^Draft question: (.*)$", user, re.M).group(1)
-                text = json.dumps({"answer": answer, "question": draft, "aliases": [], "evidence": evidence})
+                text = json.dumps({"question": draft, "aliases": []})
             elif system == q.JUDGE_SYSTEM:
                 question = re.search(r"Question: (.*)$", user, re.M).group(1)
                 text = json.dumps({"answer": self.judge_answers.get(question, "no idea")})
@@ -338,7 +335,7 @@ def test_end_to_end_with_the_embedded_model(sim, wikispeedia_snapshot, tmp_path)
     # transformers on one thread: on a shared 2-core machine it outruns vLLM's CPU engine (no grammar, so a reply
     # that is not JSON of the schema is a counted rejection). No re-asks: a re-ask of a small model's truncated
     # reply is sampled junk that costs as much again.
-    llm = TransformersBackend(str(ensure_embedded_model(data_dir)), data_dir=data_dir, dtype="bfloat16", num_threads=1,
+    llm = TransformersBackend(str(ensure_embedded_model(data_dir)), data_dir=data_dir, num_threads=1,
                               max_json_retries=0, cache=None)
     try:
         config = q.QuestionConfig(question_max_tokens=200)
@@ -349,9 +346,11 @@ def test_end_to_end_with_the_embedded_model(sim, wikispeedia_snapshot, tmp_path)
         llm.close()
     assert gen_stats["llm_usage"]["completion_tokens"] > 0
     assert len(accepted) + len(rejected) == 4
-    # the model copies the answer it is given (the first thing it writes) for most chains
-    assert sum(c["parsed"] is not None and c["parsed"]["answer"] == c["answer"] for c in candidates) >= 1 or \
-        all(c["generation_error"] for c in candidates)
+    # the reply is the question only: the answer and the evidence stay the chain's, literal in its pages
+    for c in candidates:
+        assert c["parsed"] is None or set(c["parsed"]) == {"question", "aliases"}
+        assert [e["url"] for e in c["evidence"]] == [s["url"] for s in c["chain"]]
+        assert all(sim.fetch(e["url"]).status == 200 for e in c["evidence"])
     for r in rejected:  # a 135M model fails most candidates: each failure is recorded with its reason and raw text
         assert r["reason"] in q.REJECTION_REASONS and r["raw_text"]
     written = q.export_hard_queries(accepted, rejected, stats, {"snapshot_id": sim.snapshot_id, "model": llm.model_id},
