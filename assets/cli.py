@@ -43,11 +43,12 @@ def _instance():
 
 
 def _with_console(run_config: dict | None, verbose: bool) -> dict:
-    """The job's run config; the runs' full logs are in the instance (UI), the terminal shows warnings and progress
-    bars unless --verbose."""
+    """The job's run config; the runs' full logs are in the instance (UI), the terminal shows the assets' own
+    progress lines (INFO: "32/200 candidates generated") and warnings, without Dagster's DEBUG engine events, unless
+    --verbose."""
     from assets.profiles import deep_merge
 
-    quiet = {} if verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    quiet = {} if verbose else {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     return deep_merge(quiet, run_config or {})
 
 
@@ -127,9 +128,13 @@ def _headline(results: dict) -> list[str]:
         lines.append(f"SFT model: {sft.get('model_dir')} (loss {sft.get('first_loss')} -> {sft.get('last_loss')}); "
                      f"valid tool-call rate {sft.get('base_valid_tool_call_rate')} (base) -> "
                      f"{sft.get('sft_valid_tool_call_rate')} (SFT)")
+    grpo = _metadata(results.get("training"), "grpo_model")
+    if grpo:
+        lines.append(f"GRPO model: {grpo.get('model_dir')} (mean rewards {grpo.get('reward_means')})")
     ev = _metadata(results.get("training"), "evaluation")
     if ev:
-        lines.append(f"evaluation: {ev.get('results')}")
+        lines.append(f"evaluation on {ev.get('questions')} eval questions: {ev.get('results')}")
+        lines += [f"  {row}" for row in str(ev.get("table") or "").splitlines()]
     return lines
 
 

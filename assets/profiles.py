@@ -19,15 +19,16 @@ JOBS = ("warc_ingest", "clickstream_ingest", "store_build", "synthesis", "traini
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "demo": {
         "synthesis": {"ops": {
-            "report_tasks": {"config": {"n_reorder": 20, "n_synthesise": 20, "n_analyse_merge": 20}},
-            "evidence_chains": {"config": {"count": 200}},
+            "report_tasks": {"config": {"n_reorder": 10, "n_synthesise": 10, "n_analyse_merge": 10}},
+            "evidence_chains": {"config": {"count": 400}},
             # A 135M model verifies a few percent of its candidates: a larger eval share leaves the before/after
             # evaluation more than one or two questions.
             "hard_queries": {"config": {"eval_fraction": 0.3}},
         }},
         "training": {"ops": {
             "sft_traces": {"config": {"teacher_questions": 16, "teacher_tries": 2}},
-            "sft_model": {"config": {"max_steps": 8, "eval_questions": 8}},
+            # a demonstration opens 3-6 pages of ~350 tokens each: 2,048 tokens would drop most of them
+            "sft_model": {"config": {"max_steps": 8, "eval_questions": 8, "max_length": 4096}},
             "grpo_model": {"config": {"max_steps": 2, "num_generations": 2, "max_completion_length": 384}},
             "evaluation": {"config": {"eval_questions": 8, "max_turns": 4, "max_tokens": 64}},
         }},
