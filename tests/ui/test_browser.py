@@ -113,9 +113,11 @@ def test_asset_graph_materialize_and_metadata_in_chromium(dagster_dev):
                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(60_000)
-        # Dagster's first-visit "Join the Dagster community" dialog covers the page: skip it whenever it shows.
+        # Dagster's first-visit "Join the Dagster community" dialog covers the page: skip it whenever it shows. It
+        # can open late, under another dialog (the upstream-materialization confirm), whose backdrop then takes
+        # pointer clicks: the Skip button's click event is dispatched to it directly.
         page.add_locator_handler(page.get_by_text("Join the Dagster community"),
-                                 lambda _: page.get_by_role("button", name="Skip").click())
+                                 lambda _: page.get_by_role("button", name="Skip").dispatch_event("click"))
         try:
             # 1. the global asset graph lists websim's asset groups
             page.goto(f"{base}/asset-groups")
