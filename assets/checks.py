@@ -1,11 +1,11 @@
-"""Asset checks: the data contracts of the store that later stages rely on (defined in `pipeline.store`)."""
+"""Asset checks: the data contracts of the store that later stages rely on (defined in `pipeline.ingest.store`)."""
 
 
 import dagster as dg
 
 from assets.ingest import link_graph, pages
 from assets.resources import StoreResource
-from pipeline.store import CONTRACTS
+from pipeline.ingest.store import CONTRACTS
 
 
 def _contract_check(asset: dg.AssetsDefinition, table: str) -> dg.AssetChecksDefinition:

@@ -185,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\nstore: {store.get().path}")
     for table in ("pages", "url_aliases", "link_graph", "clickstream", "rejects"):
         print(f"  {table:12s} {counts.get(table, 0):>9,d} rows")
-    from pipeline.snapshot import latest_snapshot
+    from pipeline.simulator.snapshot import latest_snapshot
 
     snap = latest_snapshot()
     if snap is not None:
@@ -219,7 +219,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pipeline.server import serve
+    from pipeline.simulator.server import serve
 
     serve(args.snapshot, host=args.host, port=args.port, workers=args.workers)
     return 0

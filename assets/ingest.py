@@ -6,7 +6,7 @@ from pydantic import Field
 
 from assets.partitions import clickstream_files, warc_files
 from assets.resources import InputsResource, StoreResource
-from pipeline.ingest import IngestReport, ingest_clickstream, ingest_warc
+from pipeline.ingest.run import IngestReport, ingest_clickstream, ingest_warc
 
 STORE_POOL = "websim_store"  # every asset that writes the DuckDB store; the instance limits it to 1
 

@@ -15,8 +15,8 @@ import dagster as dg
 from assets.ingest import _md_table
 from assets.llm_resource import LLMResource
 from assets.simulator import SimulatorResource, snapshot
-from pipeline import chains as ch
-from pipeline import questions as q
+from pipeline.synthesis import chains as ch
+from pipeline.synthesis import questions as q
 
 CHAINS_FILE = "evidence_chains.jsonl"
 CANDIDATES_FILE = "candidate_questions.jsonl"
@@ -58,7 +58,7 @@ def _simulator(resource: SimulatorResource, snapshot_path: str):
     """The simulator over the chains' snapshot (a remote one when the resource points at a server)."""
     if resource.base_url:
         return resource.get_client()
-    from pipeline.tools import shared_simulator
+    from pipeline.simulator.tools import shared_simulator
 
     return shared_simulator(snapshot_path)
 

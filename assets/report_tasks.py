@@ -11,8 +11,8 @@ from assets.llm_resource import LLMResource
 from assets.resources import StoreResource
 from assets.simulator import SimulatorResource, snapshot
 from pipeline import config as websim_config
-from pipeline.report_tasks import CHECKS, TASK_KINDS, ReportTaskConfig, SourceCriteria, make_report_dataset
-from pipeline.snapshot import DUCKDB_FILE
+from pipeline.synthesis.report_tasks import CHECKS, TASK_KINDS, ReportTaskConfig, SourceCriteria, make_report_dataset
+from pipeline.simulator.snapshot import DUCKDB_FILE
 
 
 class ReportTasksConfig(dg.Config):
@@ -82,7 +82,7 @@ def _sample_md(rows: list[dict]) -> str:
 def report_tasks(context: dg.AssetExecutionContext, config: ReportTasksConfig, llm: LLMResource,
                  simulator: SimulatorResource, store: StoreResource) -> dg.MaterializeResult:
     from pipeline.llm.model_setup import ensure_embedded_model
-    from pipeline.report_tasks import load_tokenizer, tokenizer_counter
+    from pipeline.synthesis.report_tasks import load_tokenizer, tokenizer_counter
 
     db_path, snapshot_id = _source_db(simulator, store)
     tokenizer_path = config.tokenizer or str(ensure_embedded_model(llm.data_dir or None))

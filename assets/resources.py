@@ -10,8 +10,8 @@ from pathlib import Path
 import dagster as dg
 
 from pipeline import config
-from pipeline.ingest import CLICKSTREAM_SUFFIXES, WARC_SUFFIXES, list_inputs, resolve_input
-from pipeline.store import Store
+from pipeline.ingest.run import CLICKSTREAM_SUFFIXES, WARC_SUFFIXES, list_inputs, resolve_input
+from pipeline.ingest.store import Store
 
 
 class StoreResource(dg.ConfigurableResource):

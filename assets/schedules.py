@@ -59,7 +59,7 @@ def refresh_on_new_pages(context: dg.ScheduleEvaluationContext, store: StoreReso
                          simulator: SimulatorResource) -> dg.RunRequest | dg.SkipReason:
     import duckdb
 
-    from pipeline.snapshot import latest_snapshot
+    from pipeline.simulator.snapshot import latest_snapshot
 
     try:
         current = store.get().partitions_signature()

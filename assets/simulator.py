@@ -8,9 +8,9 @@ import dagster as dg
 
 from assets.ingest import STORE_POOL, link_graph, pages
 from assets.resources import StoreResource
-from pipeline.search_index import IndexConfig
-from pipeline.simulator import HttpSimulator, Simulator, title_self_retrieval
-from pipeline.snapshot import Snapshot, build_snapshot, resolve_snapshot, snapshots_root
+from pipeline.simulator.search_index import IndexConfig
+from pipeline.simulator.web import HttpSimulator, Simulator, title_self_retrieval
+from pipeline.simulator.snapshot import Snapshot, build_snapshot, resolve_snapshot, snapshots_root
 
 # A page must find itself by its title within the top 10 at least this often. Wikispeedia measures
 # 0.998 at rank 1; a broken index (analyzer mismatch, page ids off by one) measures near 0. Titles
@@ -48,7 +48,7 @@ def _open_simulator(path: str) -> Simulator:
 
 class SnapshotConfig(dg.Config):
     index_kind: str = "tantivy"
-    """Search engine: "tantivy" (measured best, see pipeline/search_index.py) or "bm25s"."""
+    """Search engine: "tantivy" (measured best, see pipeline/simulator/search_index.py) or "bm25s"."""
     stopwords: bool = True
     stemming: bool = False
     title_boost: float = 1.0

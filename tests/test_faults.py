@@ -25,7 +25,7 @@ import pytest
 
 from assets import defs
 from tests.conftest import sample
-from tests.pipeline.test_chains import wikispeedia_snapshot  # noqa: F401 - session fixture
+from tests.pipeline.synthesis.test_chains import wikispeedia_snapshot  # noqa: F401 - session fixture
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,7 +123,7 @@ def test_generation_killed_midway_resumes_from_the_cache_without_loss_or_duplica
         wikispeedia_snapshot, tmp_path, monkeypatch):  # noqa: F811
     from assets.questions import CANDIDATES_FILE, evidence_chains
     from assets.simulator import SimulatorResource
-    from pipeline import questions as q
+    from pipeline.synthesis import questions as q
 
     monkeypatch.setenv("WEBSIM_HOME", str(tmp_path / "home"))
     snap = str(wikispeedia_snapshot.path)
@@ -196,7 +196,7 @@ def _step_window(instance, run_id: str) -> tuple[float, float]:
 
 def test_two_runs_writing_the_store_at_once_are_serialised(tmp_path, monkeypatch):
     from assets.cli import ensure_dagster_home
-    from pipeline.store import Store
+    from pipeline.ingest.store import Store
 
     folder = tmp_path / "warc"
     folder.mkdir()
@@ -246,7 +246,7 @@ def test_two_runs_writing_the_store_at_once_are_serialised(tmp_path, monkeypatch
 
 
 def test_invalid_config_fails_before_any_work(tmp_path, monkeypatch):
-    from pipeline.store import Store
+    from pipeline.ingest.store import Store
 
     folder = tmp_path / "warc"
     folder.mkdir()

@@ -12,7 +12,7 @@ It lives in `training/` beside the environment and the parser: it is the agent's
 before/after evaluation, and the same loop GRPO runs inside TRL), not a data transformation.
 
 `summarize(trajectories)` turns a batch into the figures the assets report: valid tool-call rate per turn and
-per trajectory, answer rate, exact match and F1 against gold (`pipeline.answers`), error counts by kind.
+per trajectory, answer rate, exact match and F1 against gold (`pipeline.text.answers`), error counts by kind.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from pipeline.answers import exact_match, token_f1
-from pipeline.questions import golds_of
+from pipeline.text.answers import exact_match, token_f1
+from pipeline.synthesis.questions import golds_of
 from training.env import TOOL_SCHEMAS, SearchEnv
 from training.tool_parser import check_call, parse_turn, to_message
 

@@ -11,10 +11,10 @@ and in GRPO.
 The answer convention, everywhere (agent loop, SFT traces, rewards): a trajectory ends when the model calls
 `answer`; the argument of that call is its answer. Text outside tool calls is reasoning and never graded.
 
-Simulator access goes through `pipeline.tools.WebTools` (search and page windows, redirects, error texts);
+Simulator access goes through `pipeline.simulator.tools.WebTools` (search and page windows, redirects, error texts);
 `follow_link` resolves a link of the open page with the simulator's `links` call, then opens it. Every call
 is a real simulator call carrying the env's session and trajectory id, so the call log
-(`<snapshot>.logs/`, on by default here) rebuilds a rollout with `pipeline.calllog.read_trajectory`. A step
+(`<snapshot>.logs/`, on by default here) rebuilds a rollout with `pipeline.simulator.calllog.read_trajectory`. A step
 limit bounds the calls; past it every tool but `answer` says so instead of running.
 """
 
@@ -28,8 +28,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.simulator import HttpSimulator, InvalidRequest, Simulator
-from pipeline.tools import WebTools
+from pipeline.simulator.web import HttpSimulator, InvalidRequest, Simulator
+from pipeline.simulator.tools import WebTools
 
 DEFAULT_MAX_STEPS = 8
 # Tool output is what the model reads, and every character of it is context in SFT and GRPO: small windows.
@@ -38,7 +38,7 @@ DEFAULT_SNIPPET_CHARS = 120
 DEFAULT_MAX_CHARS = 500
 DEFAULT_MAX_LINKS = 8
 ANSWER_RECEIVED = "Answer received."
-_LINKS_HINT = "; links(url) lists all"  # pipeline.tools.WebTools.open_url's pointer to its `links` tool
+_LINKS_HINT = "; links(url) lists all"  # pipeline.simulator.tools.WebTools.open_url's pointer to its `links` tool
 _URL_LINE = re.compile(r"^URL: (\S+)$", re.M)
 _SIMULATORS: dict[tuple[str, int, bool], Simulator] = {}
 _SIM_LOCK = threading.Lock()
@@ -48,7 +48,7 @@ def open_simulator(snapshot: str | Path | None = None, *, snippet_chars: int = D
                    call_log: bool = True) -> Simulator:
     """One in-process Simulator per (snapshot, snippet size, logging) per process: rollouts make envs by the
     hundred, and they share the memory-mapped snapshot and one buffered call log."""
-    from pipeline.snapshot import resolve_snapshot
+    from pipeline.simulator.snapshot import resolve_snapshot
 
     snap = resolve_snapshot(snapshot or os.environ.get("WEBSIM_SNAPSHOT"))
     key = (str(snap.path), snippet_chars, call_log)
@@ -252,7 +252,7 @@ def _norm(text: str) -> str:
 
 
 def match_link(wanted: str, links: list) -> Any | None:
-    """The link among `links` (`pipeline.simulator.Link`s) that `wanted` names: exact title, anchor text or URL
+    """The link among `links` (`pipeline.simulator.web.Link`s) that `wanted` names: exact title, anchor text or URL
     (case and spacing ignored), else the only link whose title contains it."""
     key = _norm(wanted)
     for attr in ("title", "anchor", "url"):

@@ -59,8 +59,8 @@ class EvalConfig:
 
 def read_jsonl_questions(path: str | Path) -> list[dict[str, Any]]:
     """Question rows from a JSONL file of objects with `question` and `answer` (others optional); a missing id
-    becomes the normalised question's hash (`pipeline.questions.question_id`)."""
-    from pipeline.questions import question_id
+    becomes the normalised question's hash (`pipeline.synthesis.questions.question_id`)."""
+    from pipeline.synthesis.questions import question_id
 
     rows = []
     with open(path, encoding="utf-8") as fh:
@@ -82,7 +82,7 @@ def leakage(eval_rows: Sequence[Mapping[str, Any]], trained_ids: Sequence[str] =
             trained_questions: Sequence[str] = ()) -> dict[str, Any]:
     """Eval questions that a training set holds, by id and by normalised question text; the check passes when
     both lists are empty and every eval row is of the eval split."""
-    from pipeline.answers import normalize_answer
+    from pipeline.text.answers import normalize_answer
 
     ids = set(map(str, trained_ids))
     texts = {normalize_answer(q) for q in trained_questions if q}
@@ -161,7 +161,7 @@ def evaluate(models: Mapping[str, str], questions: Sequence[Mapping[str, Any]], 
              data_dir: str | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every model (name -> folder or "embedded") on every question (and report task); the results document."""
     from pipeline.llm import SamplingParams, make_backend
-    from pipeline.snapshot import resolve_snapshot
+    from pipeline.simulator.snapshot import resolve_snapshot
     from training.env import SearchEnv
 
     log = log or logger.info

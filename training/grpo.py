@@ -213,7 +213,7 @@ def build_trainer(config: GRPORunConfig, log: Callable[[str], None] | None = Non
     from trl import GRPOConfig, GRPOTrainer
 
     from pipeline.llm.model_setup import resolve_model
-    from pipeline.snapshot import resolve_snapshot
+    from pipeline.simulator.snapshot import resolve_snapshot
     from training.env import SearchEnv
     from training.rewards import make_rewards
     from training.traces import read_questions

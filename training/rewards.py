@@ -10,7 +10,7 @@ The answer convention (`training.env`): the argument of the rollout's first `ans
 refuses later ones); under TRL the env's `final_answer` is used, which is the same thing, read from what ran.
 
 - `exact_match` / `f1`: the answer against the gold answer and its aliases, SQuAD-normalised
-  (`pipeline.answers`, the rule question synthesis verified the gold with); no answer scores 0.
+  (`pipeline.text.answers`, the rule question synthesis verified the gold with); no answer scores 0.
 - `tool_format` (`tool_format_reward`): the rubric, three checks worth a third each: every turn up to the answer
   made well-formed calls that fit the tools (share of such turns), exactly one `answer` call, and it is the last
   tool call with a non-empty argument. A closing turn without calls after the answer is allowed (the SFT traces end that way).
@@ -32,8 +32,8 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from pipeline.answers import exact_match, normalize_answer, token_f1
-from pipeline.questions import golds_of
+from pipeline.text.answers import exact_match, normalize_answer, token_f1
+from pipeline.synthesis.questions import golds_of
 from training.env import ANSWER_RECEIVED, TOOL_SCHEMAS
 from training.rewards_report import REPORT_REWARD_WEIGHTS, REPORT_REWARDS
 from training.tool_parser import OPEN, ToolCall, check_call, parse_turn

@@ -1,4 +1,4 @@
-"""Verifiers for the report-chunking tasks (`pipeline.report_tasks`), as TRL reward functions.
+"""Verifiers for the report-chunking tasks (`pipeline.synthesis.report_tasks`), as TRL reward functions.
 
 Every reward has TRL's signature `f(completions, **kwargs) -> list[float | None]`: dataset columns arrive as
 keyword lists (`task_kind`, `gold_order`, `chunks`, `key_points`, ...), a completion is a string or a chat
@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Sequence
 
-from pipeline.lexical import content_tokens, split_sentences, token_f1, token_recall
+from pipeline.text.lexical import content_tokens, split_sentences, token_f1, token_recall
 
 COVER_F1 = 0.4
 SUPPORT_RECALL = 0.5

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
-from pipeline.answers import answer_in_text, exact_match, token_f1
+from pipeline.text.answers import answer_in_text, exact_match, token_f1
 from training.agent_loop import (PROMPT_VERSION, SYSTEM_PROMPT, AgentConfig, Trajectory, golds, initial_messages,
                                  run_agent)
 from training.env import ANSWER_RECEIVED, TOOL_SCHEMAS, SearchEnv
@@ -407,14 +407,14 @@ FIELD_DOCS = {
     "source": "`demonstration` (scripted from the evidence chain, executed on the simulator) or `teacher` "
               "(a model's rollout whose answer matched gold)",
     "final_answer": "the argument of the trace's `answer` call",
-    "exact_match / f1": "final answer vs gold answer and aliases (`pipeline.answers`)",
-    "trajectory_id": "the call log's id for this trace's simulator calls (`pipeline.calllog.read_trajectory`)",
+    "exact_match / f1": "final answer vs gold answer and aliases (`pipeline.text.answers`)",
+    "trajectory_id": "the call log's id for this trace's simulator calls (`pipeline.simulator.calllog.read_trajectory`)",
     "model": "the teacher model id, or `demonstration`",
 }
 
 
 def traces_card(rows: Sequence[dict], stats: Mapping[str, Any], provenance: Mapping[str, Any]) -> str:
-    from pipeline.dataset_export import yaml_header
+    from pipeline.datasets.export import yaml_header
 
     by_source = Counter(r["source"] for r in rows)
     lines = [yaml_header(licenses=["other"], splits=["train"], pretty_name="websim SFT traces",
@@ -477,7 +477,7 @@ def make_sft_traces(questions: Sequence[Mapping[str, Any]], snapshot: str | Path
                     provenance: Mapping[str, Any] | None = None) -> TracesRun:
     """Demonstrations and (with a `teacher` backend) teacher rollouts for train `questions` on `snapshot`, written
     with `export_dataset` to `out_dir` (card, provenance), then checked against TRACE_CHECKS."""
-    from pipeline.dataset_export import export_dataset
+    from pipeline.datasets.export import export_dataset
 
     log = log or (lambda msg: None)
     assert_train_only(questions)

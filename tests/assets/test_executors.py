@@ -97,7 +97,7 @@ def warc_ingest_multiprocess() -> dg.JobDefinition:
 
 
 def test_a_warc_partition_runs_under_the_multiprocess_executor(tmp_path, monkeypatch):
-    from pipeline.store import Store
+    from pipeline.ingest.store import Store
 
     folder = tmp_path / "warc"
     folder.mkdir()

@@ -11,15 +11,15 @@ from assets.grpo import evaluation, grpo_model
 from assets.llm_resource import LLMResource
 from assets.simulator import SimulatorResource
 from assets.training import sft_model, sft_traces
-from tests.pipeline.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
+from tests.pipeline.simulator.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
 from tests.training.test_sft import tiny_model  # noqa: F401 - session fixture
 from tests.training.test_traces import small_questions
 
 
 @pytest.fixture(scope="module")
 def questions_dir(tmp_path_factory):
-    from pipeline.dataset_export import export_dataset
-    from pipeline.questions import hard_query_table
+    from pipeline.datasets.export import export_dataset
+    from pipeline.synthesis.questions import hard_query_table
 
     out = tmp_path_factory.mktemp("rl_questions") / "hard_queries"
     export_dataset(hard_query_table(small_questions()), out, card="test", provenance={})

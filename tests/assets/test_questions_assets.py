@@ -13,9 +13,9 @@ from assets.questions import (
     hard_queries_contracts,
 )
 from assets.simulator import SimulatorResource
-from pipeline import questions as q
-from tests.pipeline.test_chains import wikispeedia_snapshot  # noqa: F401 - session fixture
-from tests.pipeline.test_questions import ScriptedBackend
+from pipeline.synthesis import questions as q
+from tests.pipeline.synthesis.test_chains import wikispeedia_snapshot  # noqa: F401 - session fixture
+from tests.pipeline.synthesis.test_questions import ScriptedBackend
 
 ASSETS = [evidence_chains, candidate_questions, hard_queries]
 CHECKS = [evidence_chains_contracts, hard_queries_contracts]

@@ -10,9 +10,9 @@ from assets.llm_resource import LLMResource
 from assets.report_tasks import report_tasks
 from assets.resources import StoreResource
 from assets.simulator import SimulatorResource
-from pipeline.report_tasks import CHECKS, TASK_KINDS
+from pipeline.synthesis.report_tasks import CHECKS, TASK_KINDS
 from tests.conftest import sample
-from tests.pipeline.test_report_tasks import FakeTeacher
+from tests.pipeline.synthesis.test_report_tasks import FakeTeacher
 
 WARCS = ["datagovuk-2014.warc.gz", "wikipedia-mona-lisa-2013.warc.gz", "wikispeedia-2007-00000.warc.gz"]
 
@@ -20,9 +20,9 @@ WARCS = ["datagovuk-2014.warc.gz", "wikipedia-mona-lisa-2013.warc.gz", "wikispee
 @pytest.fixture(scope="module")
 def built_snapshot(tmp_path_factory):
     """A store of three real WARCs (the data.gov.uk crawl, Mona Lisa, a Wikispeedia shard) and its snapshot."""
-    from pipeline.ingest import ingest_warc
-    from pipeline.snapshot import build_snapshot
-    from pipeline.store import Store
+    from pipeline.ingest.run import ingest_warc
+    from pipeline.simulator.snapshot import build_snapshot
+    from pipeline.ingest.store import Store
 
     root = tmp_path_factory.mktemp("report_tasks_asset")
     store = Store(root / "store.duckdb")

@@ -51,7 +51,7 @@ def test_refresh_decision_rules():
 
 
 def test_refresh_schedule_requests_a_run_only_when_new_pages_arrived(tmp_path):
-    from pipeline.ingest import ingest_warc
+    from pipeline.ingest.run import ingest_warc
 
     store = StoreResource(path=str(tmp_path / "store.duckdb"))
     simulator = SimulatorResource(snapshots_root=str(tmp_path / "snapshots"))

@@ -5,9 +5,9 @@ import pytest
 
 from assets.resources import StoreResource
 from assets.simulator import SimulatorResource, snapshot, snapshot_title_search
-from pipeline.simulator import HttpSimulator, Simulator
-from pipeline.snapshot import latest_snapshot
-from tests.pipeline.test_snapshot import TOPICS, small_store  # noqa: F401 - session fixture
+from pipeline.simulator.web import HttpSimulator, Simulator
+from pipeline.simulator.snapshot import latest_snapshot
+from tests.pipeline.simulator.test_snapshot import TOPICS, small_store  # noqa: F401 - session fixture
 
 
 @pytest.fixture()

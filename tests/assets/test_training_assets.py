@@ -11,7 +11,7 @@ from assets.llm_resource import LLMResource
 from assets.simulator import SimulatorResource
 from assets.training import TRACE_CHECKS, sft_model, sft_traces
 from training.tool_parser import ToolCall, format_call
-from tests.pipeline.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
+from tests.pipeline.simulator.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
 from tests.training.test_sft import tiny_model  # noqa: F401 - session fixture
 from tests.training.test_traces import SeededTeacher, small_questions
 
@@ -32,8 +32,8 @@ class FakeLLMResource(LLMResource):
 
 @pytest.fixture(scope="module")
 def questions_dir(tmp_path_factory):
-    from pipeline.dataset_export import export_dataset
-    from pipeline.questions import hard_query_table
+    from pipeline.datasets.export import export_dataset
+    from pipeline.synthesis.questions import hard_query_table
 
     out = tmp_path_factory.mktemp("questions") / "hard_queries"
     export_dataset(hard_query_table(small_questions()), out, card="test", provenance={})

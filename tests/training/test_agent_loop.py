@@ -7,7 +7,7 @@ from pipeline.llm import Completion
 from training.agent_loop import AgentConfig, run_agent, summarize
 from training.env import ANSWER_RECEIVED, TOOL_SCHEMAS, SearchEnv
 from training.tool_parser import ToolCall, format_call
-from tests.pipeline.test_snapshot import WIKI, small_snapshot, small_store  # noqa: F401 - session fixtures
+from tests.pipeline.simulator.test_snapshot import WIKI, small_snapshot, small_store  # noqa: F401 - session fixtures
 
 QUESTIONS = [
     {"id": "basalt", "question": "Which mineral used in watches is linked from the page on a volcanic rock?",
@@ -121,7 +121,7 @@ def test_backend_errors_end_only_their_trajectory(make_env):
 
 
 def test_each_trajectory_gets_its_own_env_and_id(make_env, small_snapshot):
-    from pipeline.calllog import read_trajectory
+    from pipeline.simulator.calllog import read_trajectory
 
     backend = ScriptedBackend(lambda q, turn, chat: call("search", query=q[:20]))
     trajs = run_agent(backend, QUESTIONS, make_env, AgentConfig(max_turns=1, seed=7), trajectory_prefix="t-")

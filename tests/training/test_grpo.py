@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from tests.pipeline.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
+from tests.pipeline.simulator.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
 from tests.training.test_sft import tiny_model  # noqa: F401 - session fixture
 from tests.training.test_traces import small_questions, train_questions
 from training.grpo import GRPORunConfig, ReportTaskEnv, to_dataset, training_examples
@@ -34,8 +34,8 @@ def config(tmp_path, **kw):
 
 @pytest.fixture(scope="module")
 def questions_dir(tmp_path_factory):
-    from pipeline.dataset_export import export_dataset
-    from pipeline.questions import hard_query_table
+    from pipeline.datasets.export import export_dataset
+    from pipeline.synthesis.questions import hard_query_table
 
     out = tmp_path_factory.mktemp("grpo_questions") / "hard_queries"
     export_dataset(hard_query_table(small_questions()), out, card="test", provenance={})

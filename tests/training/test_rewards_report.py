@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.report_tasks import gold_answer
+from pipeline.synthesis.report_tasks import gold_answer
 from training.rewards_report import (
     REPORT_REWARD_WEIGHTS,
     REPORT_REWARDS,

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from tests.pipeline.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
+from tests.pipeline.simulator.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
 from tests.training.test_traces import small_questions
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def traces_dir(small_snapshot, tmp_path_factory):
     """An sft_traces folder of demonstrations on the small snapshot (train questions only)."""
-    from pipeline.dataset_export import export_dataset
+    from pipeline.datasets.export import export_dataset
     from training.env import SearchEnv
     from training.traces import demonstrations, trace_rows, trace_table
 

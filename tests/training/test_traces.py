@@ -1,13 +1,13 @@
 """SFT traces: demonstrations are real simulator calls returning what the trace says, teacher rollouts are
 rejection-sampled against gold, eval questions never get in, and the dataset keeps every message exact.
 
-Also home of `small_questions` (hard_queries-shaped rows over the small snapshot of tests/pipeline/test_snapshot.py)
+Also home of `small_questions` (hard_queries-shaped rows over the small snapshot of tests/pipeline/simulator/test_snapshot.py)
 that the SFT and asset tests share.
 """
 
 import pytest
 
-from pipeline.calllog import read_trajectory
+from pipeline.simulator.calllog import read_trajectory
 from pipeline.llm import Completion
 from training.agent_loop import AgentConfig
 from training.env import ANSWER_RECEIVED, TOOL_SCHEMAS, SearchEnv
@@ -24,7 +24,7 @@ from training.traces import (
     trace_rows,
     trace_table,
 )
-from tests.pipeline.test_snapshot import TOPICS, WIKI, small_snapshot, small_store  # noqa: F401 - session fixtures
+from tests.pipeline.simulator.test_snapshot import TOPICS, WIKI, small_snapshot, small_store  # noqa: F401 - session fixtures
 
 
 def topic_sentence(title: str) -> str:
@@ -206,7 +206,7 @@ def test_teacher_rollouts_are_rejection_sampled(make_env):
 def test_the_dataset_keeps_every_message_exactly(make_env, tmp_path):
     import datasets
 
-    from pipeline.dataset_export import export_dataset
+    from pipeline.datasets.export import export_dataset
 
     traces, _ = demonstrations(train_questions(), make_env)
     rows = trace_rows(traces, snapshot_id="snap-1")

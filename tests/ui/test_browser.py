@@ -59,8 +59,8 @@ def _free_port() -> int:
 @pytest.fixture
 def dagster_dev(tmp_path):
     """`dagster dev` over a store that holds one ingested WARC; yields (base url, store counts, log path)."""
-    from pipeline.ingest import ingest_warc
-    from pipeline.store import Store
+    from pipeline.ingest.run import ingest_warc
+    from pipeline.ingest.store import Store
 
     home, dagster_home, empty = tmp_path / "websim_home", tmp_path / "dagster_home", tmp_path / "inbox"
     for folder in (home, dagster_home, empty):

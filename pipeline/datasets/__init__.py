@@ -1,0 +1,1 @@
+"""Dataset helpers shared by the synthesis stages: export, splits."""

@@ -1,0 +1,1 @@
+"""Ingest: WARC and clickstream files into the store (pages, links, navigation counts)."""

@@ -1,0 +1,1 @@
+"""The simulated web: immutable snapshots, search index, fetch/search/links, HTTP server, call log."""

@@ -1,0 +1,1 @@
+"""Synthesis: evidence chains, hard questions, report tasks, chunking."""
