@@ -19,7 +19,7 @@ _DAGSTER_YAML = """\
 # websim's local Dagster instance (written by `websim run` when DAGSTER_HOME has no dagster.yaml).
 concurrency:
   pools:
-    default_limit: 1   # every store writer is in the pool "websim_store": one at a time
+    default_limit: 1   # websim's assets use no pool: the store's own lock file queues its writers
 telemetry:
   enabled: false
 """

@@ -8,7 +8,8 @@ from assets.partitions import clickstream_files, warc_files
 from assets.resources import InputsResource, StoreResource
 from pipeline.ingest.run import IngestReport, ingest_clickstream, ingest_warc
 
-STORE_POOL = "websim_store"  # every asset that writes the DuckDB store; the instance limits it to 1
+# No Dagster pool: the store's own lock (a `flock` the kernel drops when its holder dies, kill -9 included) queues
+# the writers, so a killed run can never keep a slot that every later writer waits for. See pipeline.ingest.store.
 
 
 class WarcIngestConfig(dg.Config):
@@ -47,7 +48,6 @@ def _md_table(rows: list[dict]) -> str:
 @dg.asset(
     partitions_def=warc_files,
     group_name="ingest",
-    pool=STORE_POOL,
     kinds={"duckdb"},
     description="HTML pages, outlinks and redirects of one WARC file (partition = file name), replaced whole on re-run.",
 )
@@ -63,7 +63,7 @@ def warc_pages(context: dg.AssetExecutionContext, config: WarcIngestConfig, stor
         if seen % 500 == 0:
             context.log.info(f"{seen} captures extracted")
 
-    report = ingest_warc(path, store.get(), context.partition_key, workers=config.workers,
+    report = ingest_warc(path, store.get(on_wait=context.log.info), context.partition_key, workers=config.workers,
                          timeout_s=config.page_timeout_s, max_payload_bytes=config.max_payload_bytes,
                          progress=progress)
     context.log.info(f"{report.kept} pages kept, {sum(report.rejected.values())} rejected "
@@ -74,13 +74,12 @@ def warc_pages(context: dg.AssetExecutionContext, config: WarcIngestConfig, stor
 @dg.asset(
     partitions_def=clickstream_files,
     group_name="ingest",
-    pool=STORE_POOL,
     kinds={"duckdb"},
     description="Rows of one Wikipedia clickstream dump (prev, curr, type, n), replaced whole on re-run.",
 )
 def clickstream(context: dg.AssetExecutionContext, store: StoreResource, inputs: InputsResource) -> dg.MaterializeResult:
     path = inputs.clickstream_path(context.partition_key)
-    report = ingest_clickstream(path, store.get(), context.partition_key)
+    report = ingest_clickstream(path, store.get(on_wait=context.log.info), context.partition_key)
     context.log.info(f"{report.kept} rows kept, {sum(report.rejected.values())} rejected in {report.seconds:.1f} s")
     return dg.MaterializeResult(metadata={**_report_metadata(report), "rows_seen": report.counts["rows_seen"]})
 
@@ -88,14 +87,13 @@ def clickstream(context: dg.AssetExecutionContext, store: StoreResource, inputs:
 @dg.asset(
     deps=[warc_pages, clickstream],
     group_name="ingest",
-    pool=STORE_POOL,
     kinds={"duckdb"},
     automation_condition=dg.AutomationCondition.eager(),
     description="Distinct pages across all WARC partitions: latest 2xx capture per URL, one page per content hash "
                 "(earliest capture wins, others become url_aliases), with clickstream traffic by Wikipedia title.",
 )
 def pages(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
-    s = store.get()
+    s = store.get(on_wait=context.log.info)
     stats = s.build_pages()
     context.log.info(f"pages: {stats}")
     preview = s.query("SELECT page_id, url, title, n_chars, clicks_in FROM pages ORDER BY clicks_in DESC, page_id LIMIT 5")
@@ -109,14 +107,13 @@ def pages(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Materia
 @dg.asset(
     deps=[pages],
     group_name="ingest",
-    pool=STORE_POOL,
     kinds={"duckdb"},
     automation_condition=dg.AutomationCondition.eager(),
     description="Page -> page edges resolved from outlinks (through aliases and redirects) with anchor text, the "
                 "sentence around the link and the clickstream's navigation count.",
 )
 def link_graph(context: dg.AssetExecutionContext, store: StoreResource) -> dg.MaterializeResult:
-    s = store.get()
+    s = store.get(on_wait=context.log.info)
     stats = s.build_link_graph()
     context.log.info(f"link_graph: {stats}")
     preview = s.query("""

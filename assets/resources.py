@@ -6,6 +6,7 @@ a user points websim at their own data with env vars or run config and the demo 
 
 
 from pathlib import Path
+from typing import Callable
 
 import dagster as dg
 
@@ -19,8 +20,9 @@ class StoreResource(dg.ConfigurableResource):
 
     path: str = ""
 
-    def get(self) -> Store:
-        return Store(self.path or config.store_path())
+    def get(self, on_wait: Callable[[str], None] | None = None) -> Store:
+        """The store; a writer waits for it as long as another holds it, telling `on_wait` who (every minute)."""
+        return Store(self.path or config.store_path(), on_wait=on_wait)
 
 
 class InputsResource(dg.ConfigurableResource):

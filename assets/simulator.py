@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.ingest import STORE_POOL, link_graph, pages
+from assets.ingest import link_graph, pages
 from assets.resources import StoreResource
 from pipeline.simulator.search_index import IndexConfig
 from pipeline.simulator.web import HttpSimulator, Simulator, title_self_retrieval
@@ -61,8 +61,6 @@ class SnapshotConfig(dg.Config):
 @dg.asset(
     deps=[pages, link_graph],
     group_name="simulator",
-    # DuckDB refuses a read-only open while a writer holds the store: queue with the writers.
-    pool=STORE_POOL,
     kinds={"duckdb", "tantivy"},
     description="An immutable, read-only snapshot of the store (pages with text, aliases, link graph, traffic, "
                 "search index) in <data dir>/snapshots/<id>/; the simulator serves it while ingest goes on.",
@@ -71,7 +69,10 @@ def snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, store: S
              simulator: SimulatorResource) -> dg.MaterializeResult:
     index = IndexConfig(kind=config.index_kind, stopwords=config.stopwords, stemming=config.stemming,
                         title_boost=config.title_boost, k1=config.k1, b=config.b)
-    snap = build_snapshot(store.get().path, simulator.root(), index=index, log=context.log.info)
+    # DuckDB refuses a read-only open while a writer holds the store: the build queues on the store's lock (shared)
+    # behind a running ingest, as long as it takes.
+    snap = build_snapshot(store.get().path, simulator.root(), index=index, log=context.log.info,
+                          lock_timeout_s=24 * 3600.0)
     m = snap.manifest
     return dg.MaterializeResult(metadata={
         "snapshot_id": snap.id,

@@ -85,6 +85,8 @@ def read_clickstream(path: str | Path) -> Iterator[ClickRow | ClickRejection]:
                 except UnicodeDecodeError as exc:
                     yield ClickRejection("undecodable", str(exc), f"line={lineno}")
                     continue
+                if lineno == 1 and line.startswith("\ufeff"):
+                    line = line[1:]  # a byte-order mark (an editor's UTF-8 export) is not part of the first title
                 if not line.strip():
                     continue
                 parsed = parse_line(line)

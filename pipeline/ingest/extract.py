@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import multiprocessing
+import os
 import re
 import signal
 import threading
@@ -365,6 +366,60 @@ def _extract_chunk(chunk: list[tuple[str, str]], timeout_s: float) -> list[Extra
     return out
 
 
+def unguarded_main_call(start_method: str | None = None) -> str | None:
+    """Where the calling script starts worker processes from its top level without an `if __name__ == "__main__":`
+    guard ("script.py:12"), else None.
+
+    Such workers import the script again, run its top level (another ingest, waiting for the store this one
+    holds) and never answer: every page would be rejected as a timeout minutes later. Found by reading the main
+    module's source at the line of the call: a top-level statement that is not an `if` on `__name__`.
+    """
+    import ast
+    import sys
+
+    method = start_method or default_start_method()
+    if method not in ("spawn", "forkserver"):
+        return None  # fork does not import the main module again
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path or not str(path).endswith(".py"):
+        return None  # -c, a REPL, a notebook: nothing to import again
+    frame = sys._getframe(1)
+    line = None
+    while frame is not None:
+        if (frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__"
+                and os.path.abspath(frame.f_code.co_filename) == os.path.abspath(path)):
+            line = frame.f_lineno
+        frame = frame.f_back
+    if line is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read(), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for stmt in tree.body:
+        if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno):
+            guarded = isinstance(stmt, ast.If) and any(
+                isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(stmt.test))
+            return None if guarded else f"{path}:{line}"
+    return None
+
+
+def check_main_guard(what: str, start_method: str | None = None) -> None:
+    """Raise RuntimeError (at once, before any work) where `unguarded_main_call` finds a problem."""
+    from pipeline.ingest.store import refuse_in_worker_bootstrap
+
+    refuse_in_worker_bootstrap(what)
+    where = unguarded_main_call(start_method)
+    if where is not None:
+        raise RuntimeError(
+            f"{what} starts extraction worker processes, which import the calling script again; it is called at "
+            f"{where}, outside an `if __name__ == \"__main__\":` guard, so every worker would run that call again and "
+            "every page would end as an extraction timeout. Put the script's calls under the guard (see README, "
+            "\"Ingest from a script\"), or pass workers=1.")
+
+
 def default_start_method() -> str:
     """"forkserver" where available: forking a process that runs threads (a Dagster step does) can
     deadlock the child; the fork server is started once per process and preloads this module."""
@@ -395,7 +450,9 @@ def extract_many(
         for html, url in items:
             yield _extract_chunk([(html, url)], timeout_s)[0]
         return
-    yield from _PoolRunner(workers, timeout_s, chunksize, start_method or default_start_method()).run(iter(items))
+    method = start_method or default_start_method()
+    check_main_guard("extract_many", method)
+    yield from _PoolRunner(workers, timeout_s, chunksize, method).run(iter(items))
 
 
 class _PoolRunner:

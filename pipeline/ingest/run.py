@@ -83,9 +83,11 @@ def ingest_warc(
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Read, extract and store one WARC file as partition `partition` (default: the file name)."""
-    from pipeline.ingest.extract import ExtractionError, extract_many
+    from pipeline.ingest.extract import ExtractionError, check_main_guard, extract_many
     from pipeline.ingest.warc import WarcCapture, WarcRedirect, WarcRejection, read_warc
 
+    if workers > 1:  # before the store is touched: a script without a main guard fails here, not 200 s later
+        check_main_guard("ingest_warc")
     path = Path(path)
     partition = partition or path.name
     report = IngestReport("warc", partition, str(path))

@@ -13,7 +13,11 @@ Derived tables are rebuilt whole from the raw ones:
 - `link_graph`: page -> page edges resolved from outlinks (through aliases and redirects), with
   anchor text, the sentence around the link, and the clickstream's navigation count.
 
-One writer at a time (DuckDB's rule for a file); Dagster runs the writing assets in a pool of 1.
+One writer at a time (DuckDB's rule for a file): the store's lock file (`<store>.lock`, `flock`: exclusive for a
+writer, shared for readers) is the queue, for Dagster runs, the CLI and scripts alike. The kernel releases it
+when its holder dies, `kill -9` and OOM included, so a killed writer never wedges the next one (a Dagster pool
+slot would stay taken by the dead run). A writer waits for the lock as long as it takes (`write_timeout_s`),
+saying who holds it; the wait is an ordinary sleep, so SIGTERM and Ctrl-C stop it.
 """
 
 from __future__ import annotations
@@ -22,10 +26,14 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import multiprocessing
+import os
+import socket
+import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -128,35 +136,93 @@ class PartitionWriter:
             )
 
 
-class Store:
-    """The DuckDB file at `path`. Open connections through `connect()`; they are closed on exit."""
+def refuse_in_worker_bootstrap(what: str) -> None:
+    """Fail fast where a multiprocessing worker is re-running the calling script's top level.
 
-    def __init__(self, path: str | Path, lock_timeout_s: float = 600.0):
+    The extraction pool's workers (forkserver/spawn) import the main module again; a script that calls the ingest
+    API at top level without an `if __name__ == "__main__":` guard would start an ingest inside every worker,
+    which then waits for the store the parent holds, and every page times out. Raised in the worker; the parent
+    sees the workers die and stops with the same message (see `pipeline.ingest.extract`).
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError(MAIN_GUARD_MESSAGE.format(what=what))
+
+
+MAIN_GUARD_MESSAGE = (
+    "{what} was called while a worker process was importing the main module: the script that calls websim's ingest "
+    "API runs again in each extraction worker. Put the calls under `if __name__ == \"__main__\":` (see README, "
+    "\"Ingest from a script\").")
+
+
+class Store:
+    """The DuckDB file at `path`. Open connections through `connect()`; they are closed on exit.
+
+    `lock_timeout_s` bounds a reader's wait for a writer; `write_timeout_s` a writer's wait for the store (None: as
+    long as it takes, like a queue). `on_wait(message)` hears who holds the store while a writer waits (at the start,
+    then every `wait_report_s`).
+    """
+
+    def __init__(self, path: str | Path, lock_timeout_s: float = 600.0, *, write_timeout_s: float | None = None,
+                 on_wait: Callable[[str], None] | None = None, wait_report_s: float = 60.0):
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
+        self.write_timeout_s = write_timeout_s
+        self.on_wait = on_wait
+        self.wait_report_s = wait_report_s
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
 
     @contextlib.contextmanager
-    def _lock(self, shared: bool = False) -> Iterator[None]:
+    def locked(self, shared: bool = False) -> Iterator[None]:
+        """Hold the store's lock (shared: beside other readers; else alone) without opening it."""
         # DuckDB refuses a second process outright while one writes (readers included), and a writer while any
-        # process reads: a lock file (shared for readers, exclusive for a writer) turns two runs outside the
-        # Dagster pool, a CLI next to the UI, or an asset check reading beside a writing step into a queue.
+        # process reads: a lock file (shared for readers, exclusive for a writer) turns two runs, a CLI next to the
+        # UI, or an asset check reading beside a writing step into a queue.
+        refuse_in_worker_bootstrap("the store")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a+") as fh:
-            deadline = time.monotonic() + self.lock_timeout_s
+        with open(self.lock_path, "a+") as fh:
+            limit = self.lock_timeout_s if shared else self.write_timeout_s
+            started = time.monotonic()
+            next_report = started
             while True:
                 try:
                     fcntl.flock(fh, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if time.monotonic() > deadline:
+                    waited = time.monotonic() - started
+                    if limit is not None and waited > limit:
                         raise TimeoutError(f"store {self.path} is locked by another "
                                            f"{'writer' if shared else 'process'} for more than "
-                                           f"{self.lock_timeout_s:.0f} s") from None
-                    time.sleep(0.2)
+                                           f"{limit:.0f} s ({self.holder() or 'holder unknown'})") from None
+                    if self.on_wait is not None and not shared and time.monotonic() >= next_report:
+                        self.on_wait(f"waiting for the store {self.path}: locked by "
+                                     f"{self.holder() or 'a reader'} ({waited:.0f} s so far)")
+                        next_report += self.wait_report_s
+                    time.sleep(0.2)  # an ordinary sleep: SIGTERM / Ctrl-C end the wait
             try:
+                if not shared:  # who holds it, for those who wait (never trusted for anything else)
+                    fh.seek(0)
+                    fh.truncate()
+                    fh.write(f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)[:300]}\n")
+                    fh.flush()
                 yield
             finally:
+                if not shared:
+                    with contextlib.suppress(OSError):
+                        fh.seek(0)
+                        fh.truncate()
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    _lock = locked
+
+    def holder(self) -> str:
+        """What the last writer wrote into the lock file: its pid, host and command line ("" if none)."""
+        try:
+            return self.lock_path.read_text(errors="replace").strip()[:400]
+        except OSError:
+            return ""
 
     def lock_held(self) -> bool:
         """Whether a writer holds the store's lock now."""

@@ -62,6 +62,9 @@ _MAX_BAD_BYTE_SHARE = 0.002
 _RECORD_START = re.compile(rb"WARC/\d\.\d{1,2}\r?\n|filedesc://|\S{1,4096} \S{1,64} \d{14} \S{1,256} \d{1,12}\r?\n")
 _SECOND_RECORD = re.compile(rb"\r?\n\r?\nWARC/\d\.\d{1,2}\r?\n")
 _RESYNC = re.compile(rb"\x1f\x8b\x08|(?<=\n)WARC/\d\.\d{1,2}\r?\n")
+# Uncompressed ARC: a record starts at a header line `URL IP DATE MIME LENGTH`.
+_ARC_RESYNC = re.compile(rb"\x1f\x8b\x08|(?<=\n)(?:[a-z][a-z0-9+.-]{0,15}://\S{1,4096}) \S{1,64} \d{14} \S{1,256} \d{1,12}\r?\n")
+_ARC_LENGTH = re.compile(r"\d{1,15}")
 _RESYNC_CHUNK = 1 << 20
 _CACHE_MAX_BYTES = 16 << 20
 _CACHE_MAX_ENTRIES = 64
@@ -406,6 +409,12 @@ class _WarcFileReader:
         """Turn one parsed record into (item or None, "next" | "resync" | "stop")."""
         rtype = (record.rec_type or "unknown").lower()
         headers = record.rec_headers
+        if self.arc:
+            # warcio reads an ARC length that is not a byte count as 0 and goes on: the record is damage.
+            raw_length = headers.get_header("Content-Length")
+            if raw_length is None or not _ARC_LENGTH.fullmatch(raw_length.strip()):
+                return self._reject("bad_content_length", f"ARC length field {raw_length!r} is not a byte count",
+                                    offset), "resync"
         http = record.http_headers
         status = _http_status(http)
         content_type = http.get_header("Content-Type") if http else None
@@ -651,9 +660,9 @@ class _WarcFileReader:
             buf = fh.read(_RESYNC_CHUNK + 16)
             if len(buf) <= 1:
                 return None
-            for m in _RESYNC.finditer(buf, 1):
+            for m in (_ARC_RESYNC if self.arc else _RESYNC).finditer(buf, 1):
                 cand = pos - 1 + m.start()
-                if m.group().startswith(b"WARC/") or self._gzip_record_at(cand):
+                if not m.group().startswith(b"\x1f\x8b") or self._gzip_record_at(cand):
                     if count:
                         self.counters["resyncs"] += 1
                     return cand

@@ -144,9 +144,17 @@ class TantivyIndex:
         # Only plain terms reach tantivy's query parser: no field names, operators or phrase syntax
         # from the agent's text, and lower case so that "AND"/"OR"/"NOT" are words, not operators.
         terms = query_terms(query, self._stopwords)
+        if self._stopwords:
+            # A query of stop words only ("what is it", "to be or not to be") keeps them (see `query_terms`), but
+            # this index dropped them from every page: nothing can match, and tantivy's parser rejects a query
+            # its analyzer empties ("Only excluding terms given"). No results, not an error.
+            terms = [t for t in terms if t not in self._stopwords]
         if not terms:
             return []
-        q = self._index.parse_query(" ".join(terms), ["title", "body"], field_boosts=self._boosts)
+        try:
+            q = self._index.parse_query(" ".join(terms), ["title", "body"], field_boosts=self._boosts)
+        except ValueError:  # a query the analyzer empties some other way: it matches nothing
+            return []
         hits = self._searcher.search(q, k, count=False).hits
         if not hits:
             return []

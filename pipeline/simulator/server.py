@@ -13,8 +13,15 @@ Endpoints (JSON in, JSON out; GET takes query parameters, POST a JSON object):
 
 HTTP status says whether the request was valid and served: 200 with the simulated answer in the body
 (whose own `status` is the simulated web's: 200, 301, 404, 503 for an injected failure), 400 for invalid
-input (wrong types, out of range, empty, binary, not a URL), 404/405 for an unknown route or method, 413 for a body over 1 MB, 500 (logged) for a bug. A
+input (wrong types, out of range, empty, binary, not a URL, not JSON, integers over 4,300 digits, nesting
+deeper than the parser allows), 404/405 for an unknown route or method, 408 for a body that does not arrive
+within `body_timeout_s` (fewer bytes than its Content-Length), 413 for a body over 1 MB or an answer over
+`MAX_RESPONSE_BYTES` / a `/retrieve` batch asking for more than `MAX_RETRIEVE_DOCS` documents, 500 (logged) for
+a bug. Every error body is `{"error": <the reason>, "status": <code>}`. HEAD is GET without the body. A
 simulated 301 is never an HTTP redirect: clients must not follow links out of the simulation.
+
+The simulator's work (searches, page reads, JSON encoding) runs in a thread pool, never on the event loop: a
+large `/retrieve` batch does not hold up `/healthz` or other clients.
 
 Callers name themselves for the call log with headers `X-Websim-Session` / `X-Websim-Trajectory` or
 body fields `session` / `trajectory`.
@@ -32,8 +39,9 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -43,46 +51,84 @@ log = logging.getLogger("websim.server")
 
 MAX_BODY_BYTES = 1_000_000
 MAX_RETRIEVE_QUERIES = 512
+MAX_RETRIEVE_DOCS = 16_384
+"""`/retrieve`: queries x topk at most (512 x 32); 512 x 100 was 70 MB and 14 s of work for one request."""
+MAX_RESPONSE_BYTES = 32_000_000
+"""An answer larger than this is not sent: 413 with the size and the limit."""
+BODY_TIMEOUT_S = 15.0
+"""A request body must arrive whole within this (a client that sends less than its Content-Length gets 408)."""
 MAX_ID_CHARS = 256
 _CONFIG_ENV = "WEBSIM_SERVER_CONFIG"
 _INT = re.compile(r"-?\d{1,19}")
+_QUERY_METHODS = ("GET", "HEAD")
 
 
-class _TooLarge(Exception):
-    pass
+class _HttpError(Exception):
+    """A request refused with `status` (4xx) and a reason for the client."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
-async def _params(request: Request) -> dict[str, Any]:
-    """The request's arguments: query parameters for GET, a JSON object for POST."""
-    if request.method == "GET":
-        return dict(request.query_params)
+def _not_json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+async def _read_body(request: Request, timeout_s: float) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _TooLarge()
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _TooLarge()
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    if declared is not None and declared.strip().isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _HttpError(413, f"request body over {MAX_BODY_BYTES} bytes")
+
+    async def read() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _HttpError(413, f"request body over {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError:
+        # The rest of the body may never come: answer and close the connection (it cannot be reused).
+        raise _HttpError(408, f"request body not received within {timeout_s:g} s (fewer bytes than its "
+                              "Content-Length?)", {"connection": "close"}) from None
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object; InvalidRequest (400) with the reason for anything else."""
     if not body.strip():
         return {}
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(body.decode("utf-8"), parse_constant=_not_json_constant)
+    except UnicodeDecodeError as exc:
         raise InvalidRequest(f"body is not UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest("body is not usable JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, an integer over Python's 4,300-digit limit
+        raise InvalidRequest(f"body is not usable JSON: {str(exc)[:300]}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("body must be a JSON object")
     return data
 
 
+async def _params(request: Request) -> dict[str, Any]:
+    """The request's arguments: query parameters for GET (and HEAD), a JSON object for POST."""
+    if request.method in _QUERY_METHODS:
+        return dict(request.query_params)
+    return parse_json_body(await _read_body(request, request.app.state.body_timeout_s))
+
+
 def _int_param(params: dict, name: str, default: int | None, lo: int, hi: int, from_query: bool) -> int | None:
-    value = params.get(name, default)
+    value = params.get(name)
+    if value is None:  # absent or null: the default, the same either way
+        value = default
     if value is None:
         return None
     if from_query and isinstance(value, str):
@@ -93,7 +139,9 @@ def _int_param(params: dict, name: str, default: int | None, lo: int, hi: int, f
 
 
 def _bool_param(params: dict, name: str, default: bool, from_query: bool) -> bool:
-    value = params.get(name, default)
+    value = params.get(name)
+    if value is None:
+        value = default
     if from_query and isinstance(value, str):
         low = value.strip().lower()
         if low not in ("1", "0", "true", "false", "yes", "no"):
@@ -118,17 +166,21 @@ Handler = Callable[[Request, Simulator, dict, bool], Awaitable[Response]]
 
 
 def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Parse arguments, map invalid input to 400 and any bug to a logged 500: no request crashes the server."""
+    """The one error path: invalid input is a 4xx with its reason, a client that went away is one log line, any
+    bug a logged 500: no request crashes the server."""
 
     async def endpoint(request: Request) -> Response:
         sim: Simulator = request.app.state.simulator
         try:
             params = await _params(request)
-            return await handler(request, sim, params, request.method == "GET")
+            return await handler(request, sim, params, request.method in _QUERY_METHODS)
         except InvalidRequest as exc:
             return _error(400, str(exc))
-        except _TooLarge:
-            return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
+        except _HttpError as exc:
+            return _error(exc.status, exc.message, exc.headers)
+        except ClientDisconnect:  # nobody to answer; not a server error
+            log.info("client disconnected during %s %s", request.method, request.url.path)
+            return Response(status_code=400)
         except Exception:  # noqa: BLE001 - the catch-all that keeps the server up
             log.exception("error serving %s %s", request.method, request.url.path)
             return _error(500, "internal error (logged)")
@@ -137,13 +189,27 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
+def _json(content: Any, status_code: int = 200) -> JSONResponse:
+    """A JSON response, refused (413) when its body is over MAX_RESPONSE_BYTES. Run it off the event loop."""
+    resp = JSONResponse(content, status_code=status_code)
+    if len(resp.body) > MAX_RESPONSE_BYTES:
+        raise _HttpError(413, f"the answer is {len(resp.body)} bytes, over the limit of {MAX_RESPONSE_BYTES} bytes; "
+                              "ask for less (a smaller limit, k or topk, fewer queries)")
+    return resp
+
+
 async def _run(request: Request, sim: Simulator, op: str, args: dict, params: dict) -> Response:
     session, trajectory = _ids(request, params)
-    resp, delay = sim.call(op, args, session=session, trajectory=trajectory, sleep=False)
+
+    def work() -> tuple[Response, float]:
+        resp, delay = sim.call(op, args, session=session, trajectory=trajectory, sleep=False)
+        # A malformed URL or host is invalid input at the HTTP level too; every other status is the simulated web's.
+        return _json(resp.to_dict(), status_code=400 if resp.status == 400 else 200), delay
+
+    response, delay = await run_in_threadpool(work)
     if delay > 0:
         await asyncio.sleep(delay)
-    # A malformed URL or host is invalid input at the HTTP level too; every other status is the simulated web's.
-    return JSONResponse(resp.to_dict(), status_code=400 if resp.status == 400 else 200)
+    return response
 
 
 @_endpoint
@@ -196,22 +262,31 @@ async def retrieve(request: Request, sim: Simulator, params: dict, q: bool) -> R
     topk = _int_param(params, "topk", 3, 1, MAX_K, False)
     return_scores = _bool_param(params, "return_scores", False, False)
     session, trajectory = _ids(request, params)
-    result = []
-    for query in queries:
-        if not query.strip():
-            result.append([])
-            continue
-        resp, delay = sim.call("search", {"query": query, "k": topk, "snippet_chars": 600},
+    if len(queries) * topk > MAX_RETRIEVE_DOCS:
+        raise _HttpError(413, f"{len(queries)} queries x topk {topk} = {len(queries) * topk} documents, over the "
+                              f"limit of {MAX_RETRIEVE_DOCS} per request; send fewer queries or a smaller topk")
+
+    def work() -> tuple[Response, float]:
+        result, delay = [], 0.0
+        for query in queries:
+            if not query.strip():
+                result.append([])
+                continue
+            resp, d = sim.call("search", {"query": query, "k": topk, "snippet_chars": 600},
                                session=session, trajectory=trajectory, sleep=False)
-        if delay > 0:
-            await asyncio.sleep(delay)
-        result.append(search_r1_documents(resp, return_scores))
-    return JSONResponse({"result": result})
+            delay += d
+            result.append(search_r1_documents(resp, return_scores))
+        return _json({"result": result}), delay
+
+    response, delay = await run_in_threadpool(work)
+    if delay > 0:  # the batch's queries one after another, as before
+        await asyncio.sleep(delay)
+    return response
 
 
 @_endpoint
 async def hosts(request: Request, sim: Simulator, params: dict, q: bool) -> Response:
-    return JSONResponse({"hosts": sim.hosts()})
+    return await run_in_threadpool(lambda: _json({"hosts": sim.hosts()}))
 
 
 async def healthz(request: Request) -> Response:
@@ -235,7 +310,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(status, str(detail))
 
 
-def create_app(simulator: Simulator | None = None, **simulator_kwargs: Any) -> Starlette:
+def create_app(simulator: Simulator | None = None, *, body_timeout_s: float = BODY_TIMEOUT_S,
+               **simulator_kwargs: Any) -> Starlette:
     """The ASGI app over `simulator` (or one opened with `simulator_kwargs`, e.g. snapshot=..., call_log=True)."""
     sim = simulator if simulator is not None else Simulator(**simulator_kwargs)
 
@@ -260,6 +336,7 @@ def create_app(simulator: Simulator | None = None, **simulator_kwargs: Any) -> S
         lifespan=lifespan,
     )
     app.state.simulator = sim
+    app.state.body_timeout_s = body_timeout_s
     return app
 
 
@@ -273,7 +350,8 @@ def app_from_env() -> Starlette:
 
 def serve(snapshot: str | Path | None = "latest", host: str = "127.0.0.1", port: int = 8000, *, workers: int = 1,
           log_calls: bool = True, latency_ms: float = 0.0, latency_jitter_ms: float = 0.0, failure_rate: float = 0.0,
-          seed: int = 0, snapshots_root: str | Path | None = None, log_level: str = "warning") -> None:
+          seed: int = 0, snapshots_root: str | Path | None = None, log_level: str = "warning",
+          body_timeout_s: float = BODY_TIMEOUT_S) -> None:
     """Serve a snapshot (folder, id or "latest") over HTTP until interrupted; 127.0.0.1 unless told otherwise.
 
     `workers` > 1 starts that many processes, each mapping the same read-only snapshot files.
@@ -285,7 +363,8 @@ def serve(snapshot: str | Path | None = "latest", host: str = "127.0.0.1", port:
     snap = resolve_snapshot(snapshot, snapshots_root)  # fail here, before any worker starts
     os.environ[_CONFIG_ENV] = json.dumps({
         "snapshot": str(snap.path), "log_calls": log_calls, "latency_ms": latency_ms,
-        "latency_jitter_ms": latency_jitter_ms, "failure_rate": failure_rate, "seed": seed})
+        "latency_jitter_ms": latency_jitter_ms, "failure_rate": failure_rate, "seed": seed,
+        "body_timeout_s": body_timeout_s})
     log.warning("serving snapshot %s (%d pages) on http://%s:%d with %d worker(s)",
                 snap.id, snap.manifest["counts"]["pages"], host, port, workers)
     uvicorn.run("pipeline.simulator.server:app_from_env", factory=True, host=host, port=port, workers=workers,

@@ -237,7 +237,13 @@ def build_snapshot(
             con.execute("SET TimeZone = 'UTC'")
             con.execute(f"SET memory_limit = '{duckdb_memory_limit}'")
             con.execute("SET preserve_insertion_order = true")
-            store_partitions = _copy_store(con, store_path, lock_timeout_s)
+            from pipeline.ingest.store import Store
+
+            # A reader of the store: beside other readers, after the writer that holds it (its lock file).
+            store_lock = (Store(store_path, lock_timeout_s=lock_timeout_s).locked(shared=True) if store_path.exists()
+                          else contextlib.nullcontext())
+            with store_lock:
+                store_partitions = _copy_store(con, store_path, lock_timeout_s)
             con.execute(_TRAFFIC_SQL)
             con.execute("CHECKPOINT")
             timings["copy_s"] = time.perf_counter() - t0

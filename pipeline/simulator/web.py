@@ -309,7 +309,13 @@ class PageFiles:
             return a, b
         paths = _ColumnView(self._sitemap_paths)
         lo = bisect.bisect_left(paths, prefix, a, b)
-        hi = bisect.bisect_left(paths, prefix[:-1] + chr(ord(prefix[-1]) + 1), lo, b)
+        last = ord(prefix[-1])
+        if last >= 0x10FFFF:  # no character sorts after it: every path from lo on that starts with the prefix
+            hi = lo
+            while hi < b and paths[hi].startswith(prefix):
+                hi += 1
+            return lo, hi
+        hi = bisect.bisect_left(paths, prefix[:-1] + chr(last + 1), lo, b)
         return lo, hi
 
     def sitemap_rows(self, a: int, b: int) -> list[dict]:
@@ -432,6 +438,7 @@ class Simulator:
         format of Search-R1's corpora; `text` is the best passage of the page (about 100 words).
         """
         out = []
+        topk = 3 if topk is None else topk  # null and absent agree, as over HTTP
         for q in queries:
             resp = self.search(q, topk, snippet_chars=passage_chars, session=session, trajectory=trajectory)
             out.append(search_r1_documents(resp, return_scores))
