@@ -14,7 +14,7 @@ trajectory is graded by the training rewards (`training.rewards`), so a number h
 - `valid_tool_call_rate` (share of turns whose calls parsed and fit), `mean_reward` (the weighted training reward,
   divided by its best value);
 - report tasks (optional): each model writes the answer of every eval report task in one generation, scored by
-  the report verifiers (`training.rewards_report.score_completion`).
+  the report verifiers (`pipeline.synthesis.report_tasks.scoring.score_completion`).
 
 `leakage(eval_rows, trained)` is the proof that the eval questions were never trained on (by id and by normalised
 question text). `results_table_md`, `plot_results` and `write_results` give the table, the figure and the JSON file.
@@ -138,7 +138,7 @@ def grade(trajs: Sequence[Trajectory], rows: Sequence[Mapping[str, Any]], reward
 
 
 def grade_reports(texts: Sequence[str], tasks: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], list[dict]]:
-    from training.rewards_report import score_completion
+    from pipeline.synthesis.report_tasks.scoring import score_completion
 
     rows = []
     for text, task in zip(texts, tasks):

@@ -3,19 +3,16 @@
 import pytest
 
 from pipeline.synthesis.report_tasks import gold_answer
+from pipeline.synthesis.report_tasks.scoring import completion_text, kendall_tau, report_sentences, score_completion
 from training.rewards_report import (
     REPORT_REWARD_WEIGHTS,
     REPORT_REWARDS,
     citation_reward,
-    completion_text,
     coverage_reward,
     distractor_reward,
     format_reward,
-    kendall_tau,
     notes_reward,
     order_reward,
-    report_sentences,
-    score_completion,
 )
 
 NILE = "https://en.wikipedia.org/wiki/Nile"

@@ -1,0 +1,61 @@
+"""Report tasks: key points verified against their chunk (a literal quote), and the extractive fallback."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from pipeline.synthesis.chunking import split_blocks
+from pipeline.text.lexical import normalize, quote_in, sentence_spans, strip_quote, token_recall, tokens
+
+MIN_QUOTE_WORDS = 4
+MAX_QUOTE_WORDS = 60
+
+
+def verify_key_points(items: Any, chunk_text: str, limit: int) -> tuple[list[dict], Counter]:
+    """Key points a chunk supports: each must come with a quote that occurs literally in the chunk (whitespace,
+    case and quote marks normalised) and say something the chunk's words cover. Rejections by reason."""
+    kept: list[dict] = []
+    rejected: Counter = Counter()
+    seen: set[str] = set()
+    for item in items if isinstance(items, list) else []:
+        point = str((item or {}).get("point") or "").strip() if isinstance(item, dict) else ""
+        quote = str((item or {}).get("quote") or "").strip() if isinstance(item, dict) else ""
+        n_quote = len(tokens(strip_quote(quote)))
+        if not point or not quote:
+            rejected["kp_empty"] += 1
+        elif n_quote < MIN_QUOTE_WORDS:
+            rejected["kp_quote_too_short"] += 1
+        elif n_quote > MAX_QUOTE_WORDS:
+            rejected["kp_quote_too_long"] += 1
+        elif not quote_in(quote, chunk_text):
+            rejected["kp_quote_not_in_chunk"] += 1
+        elif token_recall(point, chunk_text) < 0.5:
+            rejected["kp_point_not_grounded"] += 1
+        elif normalize(point) in seen or normalize(strip_quote(quote)) in seen:
+            rejected["kp_duplicate"] += 1
+        elif len(kept) >= limit:
+            rejected["kp_over_limit"] += 1
+        else:
+            seen |= {normalize(point), normalize(strip_quote(quote))}
+            kept.append({"point": point, "quote": strip_quote_keep_case(quote, chunk_text)})
+    return kept, rejected
+
+
+def strip_quote_keep_case(quote: str, chunk_text: str) -> str:
+    """The quote as the chunk writes it when it can be located exactly, else the model's (stripped) wording."""
+    q = quote.strip().strip("\"'`\u201c\u201d\u2018\u2019\u2026 .")
+    i = chunk_text.find(q)
+    return chunk_text[i:i + len(q)] if i >= 0 and q else q
+
+
+def lead_key_point(chunk_text: str) -> dict | None:
+    """The extractive fallback: the first sentence of the chunk's first paragraph (not a heading)."""
+    for block in split_blocks(chunk_text):
+        if block.kind != "paragraph":
+            continue
+        for a, b in sentence_spans(chunk_text, block.start, block.end):
+            sentence = chunk_text[a:b]
+            if len(tokens(sentence)) >= 6:
+                return {"point": sentence, "quote": sentence}
+    return None

@@ -1,0 +1,257 @@
+"""Verifiers of the report tasks: every score of one answer to one task row, in [0, 1] and purely lexical, so
+cheap, deterministic and explainable. `training/rewards_report.py` wraps them as TRL reward functions.
+
+- `order_score` (reorder): Kendall tau between the ids the answer lists and the gold order, clipped at 0
+  (a random order scores ~0, not 0.5), times the share of ids listed;
+- `coverage_score` (synthesise, analyse_merge): share of gold key points that some sentence of the report
+  (the summary, for analyse_merge) covers: content-token F1 with the point or its quote >= `COVER_F1`;
+- `citation_score`: share of report sentences that cite only existing chunk ids and whose words the cited
+  chunks cover (token recall >= `SUPPORT_RECALL`); an uncited sentence earns nothing;
+- `distractor_score`: 1 minus the share of distractor chunks the report uses (cites, or copies from);
+- `notes_score` (analyse_merge): per chunk, how well its note covers the chunk's key points (off-topic
+  chunks: the note must say so);
+- `format_score`: the rubric of the kind's answer format and its length bounds.
+
+`score_completion(text, row)` gives all applicable scores of one answer (the build scores teacher references
+with it; `SCORE_NAMES` in `schema` lists them).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from pipeline.text.lexical import content_tokens, split_sentences, token_f1, token_recall
+
+COVER_F1 = 0.4
+SUPPORT_RECALL = 0.5
+COPY_RECALL = 0.6
+MIN_SENTENCE_TOKENS = 3
+OFF_TOPIC_WORDS = ("off-topic", "off topic", "irrelevant", "unrelated", "not relevant")
+
+_ID = re.compile(r"\bC\d{1,4}\b")
+_CITE_GROUP = re.compile(r"\[([^\[\]\n]{1,80})\]")
+_CITES_AFTER_STOP = re.compile(r"([.!?])((?:[ \t]*\[[^\[\]\n]{1,80}\])+)")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*)$")
+_BULLET = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
+_NOTE_LINE = re.compile(r"^\s*(?:[-*+\u2022]\s*)?\[(C\d{1,4})\]\s*[:\-\u2013\u2014]?\s*(.*)$")
+
+
+# ---- parsing ----------------------------------------------------------------------------------------------------
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: a string, a message dict, or a chat (its assistant messages, joined)."""
+    if completion is None:
+        return ""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        content = completion.get("content")
+        if isinstance(content, list):  # OpenAI text parts
+            return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return content or ""
+    if isinstance(completion, (list, tuple)):
+        assistant = [m for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
+        return "\n".join(completion_text(m) for m in (assistant or completion))
+    return str(completion)
+
+
+def cited_ids(text: str) -> list[str]:
+    """Ids cited in square brackets (`[C2]`, `[C1][C4]`, `[C1, C4]`), in order, repeats kept."""
+    return [i for group in _CITE_GROUP.findall(text) for i in _ID.findall(group)]
+
+
+def listed_ids(text: str, valid: Sequence[str]) -> list[str]:
+    """The valid ids a completion mentions, each at its first mention (bracketed or not)."""
+    valid_set, out = set(valid), []
+    for i in _ID.findall(text):
+        if i in valid_set and i not in out:
+            out.append(i)
+    return out
+
+
+def section_text(text: str, name: str) -> str | None:
+    """The body under a Markdown heading that starts with `name` (case-insensitive), up to the next heading."""
+    lines, out, inside = text.splitlines(), [], False
+    for line in lines:
+        m = _HEADING.match(line)
+        if m:
+            if inside:
+                break
+            inside = m.group(1).strip().lower().startswith(name.lower())
+            continue
+        if inside:
+            out.append(line)
+    return "\n".join(out) if inside or out else None
+
+
+def report_sentences(text: str) -> list[tuple[str, list[str]]]:
+    """(sentence without its citations, the ids it cites) for every content sentence of a Markdown body."""
+    body = []
+    for line in text.splitlines():
+        if _HEADING.match(line) or not line.strip():
+            continue
+        body.append(_BULLET.sub("", line))
+    # "Fact. [C1]" cites for the sentence before it: move the citations in front of the stop.
+    joined = _CITES_AFTER_STOP.sub(lambda m: m.group(2) + m.group(1), "\n".join(body))
+    out = []
+    for sentence in split_sentences(joined):
+        ids = [i for group in _CITE_GROUP.findall(sentence) for i in _ID.findall(group)]
+        plain = _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(_CITE_GROUP.sub(" ", sentence).split()))
+        if len(content_tokens(plain)) >= MIN_SENTENCE_TOKENS:
+            out.append((plain, ids))
+    return out
+
+
+def kendall_tau(order: Sequence[str], gold: Sequence[str]) -> float:
+    """Kendall tau of `order` against `gold` over the items of `order` (all must be in `gold`); 0 for < 2 items."""
+    rank = {x: i for i, x in enumerate(gold)}
+    r = [rank[x] for x in order]
+    n = len(r)
+    if n < 2:
+        return 0.0
+    concordant = sum(1 for i in range(n) for j in range(i + 1, n) if r[i] < r[j])
+    pairs = n * (n - 1) // 2
+    return (2 * concordant - pairs) / pairs
+
+
+# ---- scores of one answer -----------------------------------------------------------------------------------------
+
+def order_score(text: str, gold_order: Sequence[str]) -> float:
+    listed = listed_ids(text, gold_order)
+    if len(gold_order) < 2 or len(listed) < 2:
+        return 0.0
+    return max(0.0, kendall_tau(listed, gold_order)) * len(listed) / len(gold_order)
+
+
+def graded_body(text: str, kind: str) -> str:
+    """The part of an answer the report scores read: the summary of an analyse_merge answer, else all of it."""
+    if kind == "analyse_merge":
+        summary = section_text(text, "summary")
+        return summary if summary is not None else text
+    return text
+
+
+def coverage_score(text: str, key_points: Sequence[dict]) -> float:
+    if not key_points:
+        return 0.0
+    sentences = [content_tokens(s) for s, _ in report_sentences(text)]
+    covered = 0
+    for kp in key_points:
+        targets = [content_tokens(kp.get("point") or ""), content_tokens(kp.get("quote") or "")]
+        if any(token_f1(s, t) >= COVER_F1 for s in sentences for t in targets if t):
+            covered += 1
+    return covered / len(key_points)
+
+
+def citation_score(text: str, chunks: Sequence[dict]) -> float:
+    by_id = {c["chunk_id"]: content_tokens(c["text"]) for c in chunks}
+    sentences = report_sentences(text)
+    if not sentences:
+        return 0.0
+    good = 0
+    for sentence, ids in sentences:
+        if ids and all(i in by_id for i in ids):
+            support = [t for i in dict.fromkeys(ids) for t in by_id[i]]
+            good += token_recall(sentence, support) >= SUPPORT_RECALL
+    return good / len(sentences)
+
+
+def distractor_score(text: str, chunks: Sequence[dict], distractor_ids: Sequence[str]) -> float:
+    if not distractor_ids:
+        return 1.0
+    tokens_of = {c["chunk_id"]: content_tokens(c["text"]) for c in chunks}
+    sources = [tokens_of[c["chunk_id"]] for c in chunks if c["chunk_id"] not in set(distractor_ids)]
+    used = set(cited_ids(text)) & set(distractor_ids)
+    for sentence, _ in report_sentences(text):
+        for d in distractor_ids:
+            if d in tokens_of and d not in used:
+                r = token_recall(sentence, tokens_of[d])
+                if r >= COPY_RECALL and r > max((token_recall(sentence, s) for s in sources), default=0.0):
+                    used.add(d)
+    return 1.0 - len(used) / len(distractor_ids)
+
+
+def parse_notes(text: str) -> dict[str, str]:
+    """Note per chunk id from the "## Notes" section (or the whole text): lines "[C2] note"; first one wins."""
+    section = section_text(text, "notes")
+    notes: dict[str, str] = {}
+    for line in (section if section is not None else text).splitlines():
+        m = _NOTE_LINE.match(line)
+        if m and m.group(1) not in notes:
+            notes[m.group(1)] = m.group(2).strip()
+    return notes
+
+
+def notes_score(text: str, chunks: Sequence[dict], key_points: Sequence[dict], distractor_ids: Sequence[str]) -> float:
+    if not chunks:
+        return 0.0
+    notes = parse_notes(text)
+    total = 0.0
+    for c in chunks:
+        cid, note = c["chunk_id"], notes.get(c["chunk_id"])
+        off_topic = note is not None and any(w in note.lower() for w in OFF_TOPIC_WORDS)
+        if cid in distractor_ids:
+            total += 1.0 if note is None or off_topic else 0.0
+            continue
+        if not note or off_topic:
+            continue
+        mine = [kp for kp in key_points if kp["chunk_id"] == cid]
+        if mine:
+            total += coverage_score(note, mine)
+        else:
+            total += float(token_recall(note, c["text"]) >= SUPPORT_RECALL)
+    return total / len(chunks)
+
+
+def _words(text: str) -> int:
+    plain = _CITE_GROUP.sub(" ", "\n".join(l for l in text.splitlines() if not _HEADING.match(l)))
+    return len(re.findall(r"\w+", plain))
+
+
+def format_score(text: str, kind: str, chunk_ids: Sequence[str], min_words: int = 0, max_words: int = 0) -> float:
+    valid = set(chunk_ids)
+    mentioned = _ID.findall(text)
+    if kind == "reorder":
+        counts = {i: mentioned.count(i) for i in valid}
+        extra_words = len(re.findall(r"[A-Za-z]{2,}", _ID.sub(" ", text)))
+        checks = [all(n == 1 for n in counts.values()), all(i in valid for i in mentioned), extra_words <= 10]
+        return sum(checks) / len(checks)
+    lines = text.splitlines()
+    headings = [m.group(0).strip() for m in map(_HEADING.match, lines) if m]
+
+    def within(body: str) -> bool:
+        n = _words(body)
+        return (not min_words or n >= min_words) and (not max_words or n <= max_words)
+
+    if kind == "synthesise":
+        cites = cited_ids(text)
+        checks = [any(h.startswith("# ") for h in headings), sum(h.startswith("## ") for h in headings) >= 2,
+                  bool(cites) and all(i in valid for i in cites), within(text)]
+    else:
+        lower = [h.lstrip("#").strip().lower() for h in headings]
+        has_both = "notes" in lower and "summary" in lower and lower.index("notes") < lower.index("summary")
+        summary = section_text(text, "summary") or ""
+        cites = cited_ids(summary)
+        checks = [has_both, set(parse_notes(text)) >= valid,
+                  bool(cites) and all(i in valid for i in cites), within(summary)]
+    return sum(checks) / len(checks)
+
+
+def score_completion(text: str, row: dict) -> dict[str, float | None]:
+    """Every score of one answer to one task row (None where a score does not apply to the row's kind)."""
+    kind = row["task_kind"]
+    scores: dict[str, float | None] = dict.fromkeys(("order", "coverage", "citations", "distractors", "notes"))
+    if kind == "reorder":
+        scores["order"] = order_score(text, row["gold_order"])
+    else:
+        body = graded_body(text, kind)
+        scores["coverage"] = coverage_score(body, row["key_points"])
+        scores["citations"] = citation_score(body, row["chunks"])
+        scores["distractors"] = distractor_score(body, row["chunks"], row["distractor_ids"])
+        if kind == "analyse_merge":
+            scores["notes"] = notes_score(text, row["chunks"], row["key_points"], row["distractor_ids"])
+    scores["format"] = format_score(text, kind, row["chunk_ids"], row.get("min_words") or 0,
+                                    row.get("max_words") or 0)
+    return scores
