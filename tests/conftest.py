@@ -1,18 +1,9 @@
-"""Shared fixtures: the real sample data beside the checkout, and a store ingested from all of it once."""
-
-import os
-from pathlib import Path
+"""Shared fixtures: an isolated home per test, a store ingested from all the sample data, the small corpus's store
+and snapshot, the Wikispeedia snapshot, and a tiny model. What they are built from is in tests/support.py."""
 
 import pytest
 
-SHARED_DATA = Path(os.environ.get("WEBSIM_SAMPLE_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
-
-
-def sample(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"sample data not found: {path}")
-    return path
+from tests.support import SHARED_DATA, sample, write_corpus
 
 
 @pytest.fixture(autouse=True)
@@ -59,3 +50,60 @@ def full_store(tmp_path_factory):
     store.page_stats = store.build_pages()
     store.link_stats = store.build_link_graph()
     return store
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory):
+    """The small corpus of tests/support.py in a store: three hosts, links, a duplicate, redirects, clicks."""
+    from pipeline.ingest.store import Store
+
+    store = Store(tmp_path_factory.mktemp("store") / "store.duckdb")
+    write_corpus(store)
+    return store
+
+
+@pytest.fixture(scope="session")
+def small_snapshot(small_store, tmp_path_factory):
+    """A snapshot of `small_store`, shared by the simulator, server, training and asset tests."""
+    from pipeline.simulator.snapshot import build_snapshot
+
+    return build_snapshot(small_store.path, tmp_path_factory.mktemp("snapshots"))
+
+
+@pytest.fixture(scope="session")
+def wikispeedia_snapshot(tmp_path_factory):
+    """One Wikispeedia WARC shard (about 1,150 articles) with the Wikispeedia clickstream; about 25 s to build."""
+    from pipeline.ingest.run import ingest_clickstream, ingest_warc
+    from pipeline.simulator.snapshot import build_snapshot
+    from pipeline.ingest.store import Store
+
+    warc = sample("warc", "wikispeedia-2007-00000.warc.gz")
+    clicks = sample("clickstream", "clickstream-wikispeedia-paths.tsv")
+    root = tmp_path_factory.mktemp("wikispeedia")
+    store = Store(root / "store.duckdb")
+    ingest_warc(warc, store, warc.name, workers=1)
+    ingest_clickstream(clicks, store, clicks.name)
+    store.build_pages()
+    store.build_link_graph()
+    return build_snapshot(store.path, root / "snapshots")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A 1-layer Llama with SmolLM2's vocabulary, tokenizer and chat template, saved as a model folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from pipeline.llm.model_setup import ensure_embedded_model
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_embedded_model(tmp_path_factory.getbasetemp() / "websim_home"))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -13,7 +13,7 @@ import pytest
 
 from assets import defs
 from assets.resources import InputsResource, StoreResource
-from tests.conftest import SHARED_DATA, sample
+from tests.support import SHARED_DATA, sample
 
 STATE_SQL = {
     "warc_pages": "SELECT partition, count(*), bit_xor(md5_number(concat_ws('|', url, http_status, content_hash, "

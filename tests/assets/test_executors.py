@@ -13,7 +13,7 @@ import pytest
 
 from assets import defs
 from assets.executors import _PACKAGES, EXECUTORS, executor_from_env, executor_name
-from tests.conftest import sample
+from tests.support import sample
 
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED_NAME = {"in_process": "in_process", "multiprocess": "multiprocess", "docker": "websim_docker",

@@ -11,9 +11,7 @@ from assets.grpo import evaluation, grpo_model
 from assets.llm_resource import LLMResource
 from assets.simulator import SimulatorResource
 from assets.training import sft_model, sft_traces
-from tests.pipeline.simulator.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
-from tests.training.test_sft import tiny_model  # noqa: F401 - session fixture
-from tests.training.test_traces import small_questions
+from tests.support import small_questions
 
 
 @pytest.fixture(scope="module")

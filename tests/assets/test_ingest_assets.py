@@ -9,7 +9,7 @@ from assets.ingest import clickstream, link_graph, pages, warc_pages
 from assets.checks import link_graph_contracts, pages_contracts
 from assets.resources import InputsResource, StoreResource
 from assets.sensors import clickstream_files_sensor, warc_files_sensor
-from tests.conftest import sample
+from tests.support import sample
 
 SMALL_WARCS = ["cc-main-2024-22-whirlwind.warc.gz", "wikipedia-mona-lisa-2013.warc.gz"]
 

@@ -14,8 +14,7 @@ from assets.questions import (
 )
 from assets.simulator import SimulatorResource
 from pipeline.synthesis import questions as q
-from tests.pipeline.synthesis.test_chains import wikispeedia_snapshot  # noqa: F401 - session fixture
-from tests.pipeline.synthesis.test_questions import ScriptedBackend
+from tests.support import ScriptedBackend
 
 ASSETS = [evidence_chains, candidate_questions, hard_queries]
 CHECKS = [evidence_chains_contracts, hard_queries_contracts]

@@ -11,8 +11,7 @@ from assets.report_tasks import report_tasks
 from assets.resources import StoreResource
 from assets.simulator import SimulatorResource
 from pipeline.synthesis.report_tasks import CHECKS, TASK_KINDS
-from tests.conftest import sample
-from tests.pipeline.synthesis.test_report_tasks import FakeTeacher
+from tests.support import sample, FakeTeacher
 
 WARCS = ["datagovuk-2014.warc.gz", "wikipedia-mona-lisa-2013.warc.gz", "wikispeedia-2007-00000.warc.gz"]
 

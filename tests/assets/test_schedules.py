@@ -12,7 +12,7 @@ from assets.resources import InputsResource, StoreResource
 from assets.schedules import (SIGNATURE_TAG, failure_log_path, refresh_decision, refresh_job, refresh_on_new_pages,
                               run_failure_log)
 from assets.simulator import SimulatorResource, snapshot
-from tests.conftest import sample
+from tests.support import sample
 
 WARC_A, WARC_B = "cc-main-2024-22-whirlwind.warc.gz", "wikipedia-mona-lisa-2013.warc.gz"
 

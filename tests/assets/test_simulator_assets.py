@@ -7,7 +7,7 @@ from assets.resources import StoreResource
 from assets.simulator import SimulatorResource, snapshot, snapshot_title_search
 from pipeline.simulator.web import HttpSimulator, Simulator
 from pipeline.simulator.snapshot import latest_snapshot
-from tests.pipeline.simulator.test_snapshot import TOPICS, small_store  # noqa: F401 - session fixture
+from tests.support import TOPICS
 
 
 @pytest.fixture()

@@ -11,9 +11,7 @@ from assets.llm_resource import LLMResource
 from assets.simulator import SimulatorResource
 from assets.training import TRACE_CHECKS, sft_model, sft_traces
 from training.tool_parser import ToolCall, format_call
-from tests.pipeline.simulator.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
-from tests.training.test_sft import tiny_model  # noqa: F401 - session fixture
-from tests.training.test_traces import SeededTeacher, small_questions
+from tests.support import SeededTeacher, small_questions
 
 
 def _call(name, **arguments):

@@ -7,7 +7,7 @@ from pipeline.llm import Completion
 from training.agent_loop import AgentConfig, run_agent, summarize
 from training.env import ANSWER_RECEIVED, TOOL_SCHEMAS, SearchEnv
 from training.tool_parser import ToolCall, format_call
-from tests.pipeline.simulator.test_snapshot import WIKI, small_snapshot, small_store  # noqa: F401 - session fixtures
+from tests.support import WIKI
 
 QUESTIONS = [
     {"id": "basalt", "question": "Which mineral used in watches is linked from the page on a volcanic rock?",

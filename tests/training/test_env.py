@@ -8,7 +8,7 @@ import pytest
 from pipeline.simulator.calllog import read_trajectory
 from pipeline.simulator.web import Link
 from training.env import ANSWER_RECEIVED, TOOL_NAMES, TOOL_SCHEMAS, SearchEnv, match_link, tool_methods
-from tests.pipeline.simulator.test_snapshot import WIKI, small_snapshot, small_store  # noqa: F401 - session fixtures
+from tests.support import WIKI
 
 
 @pytest.fixture()

@@ -6,9 +6,7 @@ import json
 import pytest
 
 from pipeline.llm import Completion
-from tests.pipeline.simulator.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
-from tests.training.test_sft import tiny_model  # noqa: F401 - session fixture
-from tests.training.test_traces import small_questions
+from tests.support import small_questions
 from training.agent_loop import Trajectory
 from training.evaluate import (
     EvalConfig,

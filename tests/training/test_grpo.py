@@ -11,10 +11,7 @@ import re
 import shutil
 
 import pytest
-
-from tests.pipeline.simulator.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
-from tests.training.test_sft import tiny_model  # noqa: F401 - session fixture
-from tests.training.test_traces import small_questions, train_questions
+from tests.support import small_questions, train_questions
 from training.grpo import GRPORunConfig, ReportTaskEnv, to_dataset, training_examples
 from training.tool_parser import ToolCall, format_call
 

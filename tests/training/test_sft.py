@@ -1,7 +1,7 @@
 """SFT with TRL on the traces: loss on assistant turns only, a finished model folder, resume after a crash, LoRA.
 
-Runs on a tiny random model with the embedded model's tokenizer and tool-call chat template (`tiny_model`, shared
-with the asset tests): the trainer's mechanics are the same, and a step takes well under a second.
+Runs on a tiny random model with the embedded model's tokenizer and tool-call chat template (`tiny_model` in
+tests/conftest.py): the trainer's mechanics are the same, and a step takes well under a second.
 """
 
 import json
@@ -9,31 +9,9 @@ import shutil
 
 import pytest
 
-from tests.pipeline.simulator.test_snapshot import small_snapshot, small_store  # noqa: F401 - session fixtures
-from tests.training.test_traces import small_questions
+from tests.support import small_questions
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """A 1-layer Llama with SmolLM2's vocabulary, tokenizer and chat template, saved as a model folder."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from pipeline.llm.model_setup import ensure_embedded_model
-
-    tokenizer = AutoTokenizer.from_pretrained(ensure_embedded_model(tmp_path_factory.getbasetemp() / "websim_home"))
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
-                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    out = tmp_path_factory.mktemp("tiny_model")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,9 @@
 """SFT traces: demonstrations are real simulator calls returning what the trace says, teacher rollouts are
-rejection-sampled against gold, eval questions never get in, and the dataset keeps every message exact.
-
-Also home of `small_questions` (hard_queries-shaped rows over the small snapshot of tests/pipeline/simulator/test_snapshot.py)
-that the SFT and asset tests share.
-"""
+rejection-sampled against gold, eval questions never get in, and the dataset keeps every message exact."""
 
 import pytest
 
 from pipeline.simulator.calllog import read_trajectory
-from pipeline.llm import Completion
 from training.agent_loop import AgentConfig
 from training.env import ANSWER_RECEIVED, TOOL_SCHEMAS, SearchEnv
 from training.tool_parser import ToolCall, format_call
@@ -24,39 +19,7 @@ from training.traces import (
     trace_rows,
     trace_table,
 )
-from tests.pipeline.simulator.test_snapshot import TOPICS, WIKI, small_snapshot, small_store  # noqa: F401 - session fixtures
-
-
-def topic_sentence(title: str) -> str:
-    return f"{title} is a {TOPICS[title]}."
-
-
-def step(title: str, quote: str = "") -> dict:
-    return {"url": WIKI + title, "title": title, "quote": quote or topic_sentence(title)}
-
-
-def question(qid: str, titles: list[str], answer: str, split: str = "train", **extra) -> dict:
-    chain = [step(t) for t in titles]
-    return {"id": qid, "question": f"Question {qid}: follow {len(titles) - 1} links and find the answer.",
-            "answer": answer, "aliases": [], "hops": len(titles) - 1, "chain": chain, "start_url": chain[0]["url"],
-            "answer_url": chain[-1]["url"], "difficulty": 0.5, "split": split, "snapshot_id": "small",
-            "model": "test", "prompt_version": "test-v1", "seed": 0, **extra}
-
-
-def small_questions() -> list[dict]:
-    """Train and eval questions whose chains are link paths of the small corpus (answers on the last page)."""
-    return [
-        question("basalt", ["Aardvark", "Basalt", "Quartz"], "watches"),
-        question("penguin", ["Penguin", "Aardvark"], "termites"),
-        question("detour", ["Aardvark", "Quartz"], "piezoelectric effect"),  # no direct link: via Basalt
-        question("nebula", ["Nebula", "Kelvin"], "absolute zero"),
-        question("fjord", ["Fjord", "Lighthouse"], "reefs", split="eval"),
-        question("origami", ["Origami", "Jacquard"], "punched cards", split="eval"),
-    ]
-
-
-def train_questions() -> list[dict]:
-    return [q for q in small_questions() if q["split"] == "train"]
+from tests.support import WIKI, SeededTeacher, question, small_questions, step, train_questions
 
 
 @pytest.fixture()
@@ -152,24 +115,6 @@ def test_eval_questions_never_become_traces(make_env):
 
 
 # ---- teacher rollouts -------------------------------------------------------------------------------------------
-
-class SeededTeacher:
-    """Scripted teacher: answers each question per (seed, turn); records the sampling params of every call."""
-
-    def __init__(self, plans):
-        self.plans = plans
-        self.params = []
-
-    def generate(self, chats, params=None, schema=None, *, tools=None):
-        self.params.append(params)
-        out = []
-        for chat in chats:
-            qid = chat[1]["content"].split(":")[0].removeprefix("Question ")
-            turn = sum(1 for m in chat if m["role"] == "assistant")
-            plan = self.plans[qid].get(params.seed, self.plans[qid].get("any"))
-            out.append(Completion(text=plan[min(turn, len(plan) - 1)]))
-        return out
-
 
 def call(name, **arguments):
     return "Step. " + format_call(ToolCall(name, arguments))

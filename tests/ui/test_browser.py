@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sample
+from tests.support import sample
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 

@@ -2,7 +2,7 @@ import gzip
 from collections import Counter
 
 from pipeline.ingest.clickstream import ClickRejection, ClickRow, language_of, read_clickstream
-from tests.conftest import sample
+from tests.support import sample
 
 
 def _split(rows):

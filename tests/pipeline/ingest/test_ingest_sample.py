@@ -3,7 +3,7 @@
 import pytest
 
 from pipeline.ingest.run import ingest_warc
-from tests.conftest import sample
+from tests.support import sample
 
 pytestmark = pytest.mark.slow
 

@@ -2,14 +2,8 @@
 
 import http.client
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -17,61 +11,7 @@ import pytest
 
 from pipeline.simulator.calllog import read_trajectory
 from pipeline.simulator.web import HttpSimulator, InvalidRequest, Simulator
-from tests.pipeline.simulator.test_snapshot import (  # noqa: F401 - session fixtures shared with the other test modules
-    DUPLICATE_URL,
-    PAGED_HOST,
-    TOPICS,
-    WIKI,
-    small_snapshot,
-    small_store,
-)
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """`pipeline.simulator.server.serve` in a subprocess on a free loopback port."""
-
-    def __init__(self, snapshot_path: Path, **serve_kwargs):
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        kwargs = {"port": self.port, **serve_kwargs}
-        code = f"from pipeline.simulator.server import serve; serve({str(snapshot_path)!r}, **{kwargs!r})"
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                out = self.proc.stdout.read().decode(errors="replace") if self.proc.poll() is not None else ""
-                self.stop()
-                raise RuntimeError(f"server did not start: {out[-2000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.stdout.read().decode(errors="replace")
-
+from tests.support import DUPLICATE_URL, PAGED_HOST, TOPICS, WIKI, ServerProcess
 
 @pytest.fixture(scope="module")
 def server(small_snapshot):

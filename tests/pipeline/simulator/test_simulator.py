@@ -15,17 +15,7 @@ from pipeline.simulator.web import (
     title_self_retrieval,
 )
 from pipeline.simulator.tools import TOOL_SCHEMAS, WebTools, call_tool, tool_functions
-from tests.pipeline.simulator.test_snapshot import (  # noqa: F401 - session fixtures shared with the other test modules
-    DUPLICATE_URL,
-    EXAMPLE_PAGES,
-    PAGED_COUNT,
-    PAGED_HOST,
-    REDIRECTS,
-    TOPICS,
-    WIKI,
-    small_snapshot,
-    small_store,
-)
+from tests.support import DUPLICATE_URL, EXAMPLE_PAGES, PAGED_COUNT, PAGED_HOST, REDIRECTS, TOPICS, WIKI
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Snapshots: what a build holds, that it is read-only and immutable, and the search index + snippets.
 
-Also home of the small corpus and the session-wide snapshot that the simulator, server and asset
-tests share (`small_store`, `small_snapshot`; import them from here).
+The small corpus is in tests/support.py, its store and snapshot (`small_store`, `small_snapshot`) in tests/conftest.py.
 """
 
 import hashlib
@@ -10,15 +9,12 @@ import os
 import re
 import shutil
 import stat
-from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.ingest.run import content_hash
 from pipeline.simulator.search_index import IndexConfig, make_snippet, query_terms
 from pipeline.simulator.snapshot import (
     LATEST,
-    Snapshot,
     build_snapshot,
     latest_snapshot,
     list_snapshots,
@@ -26,118 +22,7 @@ from pipeline.simulator.snapshot import (
     resolve_snapshot,
 )
 from pipeline.ingest.store import Store
-from pipeline.ingest.urls import normalize_url
-
-# ---- the small corpus --------------------------------------------------------------------------
-
-# Topic -> what it is. Every description uses words no other topic uses, so a title finds its page.
-TOPICS = {
-    "Aardvark": "burrowing nocturnal mammal of Africa that feeds on ants and termites with a long sticky tongue",
-    "Basalt": "fine grained volcanic rock formed from rapidly cooling lava rich in magnesium and iron",
-    "Cormorant": "dark seabird that dives for fish and dries its outstretched wings on coastal rocks",
-    "Dulcimer": "stringed instrument struck with small hammers in the folk music of Appalachia",
-    "Equinox": "moment twice a year when day and night last about equally long across the globe",
-    "Fjord": "long narrow inlet with steep cliffs carved by glaciers along the coast of Norway",
-    "Gazpacho": "cold Andalusian soup made of raw blended tomatoes cucumbers peppers and olive oil",
-    "Heliotrope": "flowering plant whose purple blossoms turn toward the sun and smell of vanilla",
-    "Isotope": "variant of a chemical element whose nuclei carry a different number of neutrons",
-    "Jacquard": "loom attachment that weaves intricate patterns controlled by punched cards",
-    "Kelvin": "base unit of thermodynamic temperature starting at absolute zero",
-    "Lighthouse": "tower with a powerful lamp that warns ships away from dangerous reefs at night",
-    "Marzipan": "sweet confection of ground almonds sugar and honey shaped into small fruits",
-    "Nebula": "interstellar cloud of dust hydrogen and helium where new stars are born",
-    "Origami": "Japanese art of folding paper into cranes and other figures without scissors",
-    "Penguin": "flightless bird of the southern hemisphere that swims with flipper wings in icy water",
-    "Quartz": "hard crystalline mineral of silicon and oxygen used in watches for its piezoelectric effect",
-    "Rhubarb": "perennial vegetable whose tart red stalks are baked into pies and crumbles",
-    "Sextant": "navigation instrument measuring the angle between a celestial body and the horizon",
-    "Café": "small restaurant serving coffee pastries and light meals to customers at tables",
-}
-WIKI = "https://en.wikipedia.org/wiki/"
-WHEN = datetime(2007, 6, 1, tzinfo=timezone.utc)
-# (source title, target title, anchor, clickstream count)
-EDGES = [("Aardvark", "Penguin", "another odd animal", 120), ("Aardvark", "Basalt", "rocks", 7),
-         ("Penguin", "Aardvark", "aardvark", 15), ("Basalt", "Quartz", "quartz", 40), ("Fjord", "Lighthouse",
-         "lighthouses", 0), ("Nebula", "Kelvin", "temperature", 3), ("Origami", "Jacquard", "patterns", 0)]
-EXAMPLE_PAGES = {
-    "https://example.org/": ("Example home", "Welcome to the example organisation homepage with news and docs."),
-    "https://example.org/docs/intro": ("Introduction", "The introduction explains how the widget framework works."),
-    "https://example.org/docs/install": ("Installing", "Install the widget framework with the package manager."),
-    "https://example.org/docs/api": ("API reference", "Every widget function and its parameters are listed here."),
-    "https://example.org/blog/2020/hello": ("Hello blog", "Our first blog post says hello to the readers."),
-    "https://example.org/blog/2021/news": ("Yearly news", "A year of releases, conferences and contributors."),
-}
-# Same text as /docs/intro: deduplicated into an alias of it (the shorter URL wins).
-DUPLICATE_URL = "https://example.org/docs/intro/index.html"
-REDIRECTS = {"http://example.org/old-docs": ("https://example.org/docs/intro", 301),
-             "https://example.org/tmp": ("https://example.org/blog/2020/hello", 302)}
-PAGED_HOST = "docs.example.com"
-PAGED_COUNT = 25
-
-
-def topic_text(title: str) -> str:
-    desc = TOPICS[title]
-    others = [t for t in TOPICS if t != title][:3]
-    return (f"{title}\n{title} is a {desc}. The {title.lower()} has been studied for centuries. "
-            f"Articles about {', '.join(others)} are elsewhere in this encyclopedia.")
-
-
-def _page_row(i: int, url: str, title: str, text: str, when: datetime = WHEN) -> dict:
-    return dict(record_id=f"rec-{i}", record_offset=i * 100, url=normalize_url(url), warc_date=when,
-                http_status=200, content_type="text/html", charset="utf-8", charset_source="header", title=title,
-                text=text, published=None, language="en", payload_bytes=len(text.encode()),
-                content_hash=content_hash(text), from_revisit=False)
-
-
-def write_corpus(store: Store, partition: str = "corpus.warc.gz", extra_pages: dict | None = None) -> None:
-    """Pages on three hosts, links with anchors, a duplicate, two redirects, clickstream counts."""
-    with store.partition_writer("warc", partition) as w:
-        n = 0
-        for title in TOPICS:
-            n += 1
-            w.add("warc_pages", _page_row(n, WIKI + title, title, topic_text(title)))
-            for src, dst, anchor, _ in EDGES:
-                if src == title:
-                    w.add("warc_links", dict(src_record_id=f"rec-{n}", src_url=normalize_url(WIKI + src),
-                                             dst_url=normalize_url(WIKI + dst), anchor=anchor,
-                                             context=f"See {anchor}.", ordinal=len(w._buffers["warc_links"])))
-        for url, (title, text) in {**EXAMPLE_PAGES, **(extra_pages or {})}.items():
-            n += 1
-            w.add("warc_pages", _page_row(n, url, title, text))
-            if url == "https://example.org/":
-                for i, target in enumerate(["https://example.org/docs/intro", "https://example.org/old-docs",
-                                            "http://example.org/old-docs"]):
-                    w.add("warc_links", dict(src_record_id=f"rec-{n}", src_url=url, dst_url=normalize_url(target),
-                                             anchor=f"link {i}", context="", ordinal=i))
-        n += 1
-        w.add("warc_pages", _page_row(n, DUPLICATE_URL, "Introduction", EXAMPLE_PAGES[
-            "https://example.org/docs/intro"][1]))
-        for i in range(1, PAGED_COUNT + 1):
-            n += 1
-            w.add("warc_pages", _page_row(n, f"https://{PAGED_HOST}/page-{i:02d}", f"Manual page {i}",
-                                          f"Chapter {i} of the manual covers subject number {i} in depth."))
-        for i, (url, (location, status)) in enumerate(REDIRECTS.items()):
-            w.add("warc_redirects", dict(record_id=f"redir-{i}", url=normalize_url(url),
-                                         location=normalize_url(location), http_status=status, warc_date=WHEN))
-    with store.partition_writer("clickstream", "clicks.tsv") as w:
-        for src, dst, _, n_clicks in EDGES:
-            if n_clicks:
-                w.add("clickstream", dict(lang="en", prev=src, curr=dst, type="link", n=n_clicks))
-        w.add("clickstream", dict(lang="en", prev="other-search", curr="Penguin", type="external", n=500))
-    store.build_pages()
-    store.build_link_graph()
-
-
-@pytest.fixture(scope="session")
-def small_store(tmp_path_factory):
-    store = Store(tmp_path_factory.mktemp("store") / "store.duckdb")
-    write_corpus(store)
-    return store
-
-
-@pytest.fixture(scope="session")
-def small_snapshot(small_store, tmp_path_factory) -> Snapshot:
-    return build_snapshot(small_store.path, tmp_path_factory.mktemp("snapshots"))
+from tests.support import EDGES, EXAMPLE_PAGES, PAGED_COUNT, REDIRECTS, TOPICS, write_corpus
 
 
 def tree_digest(path) -> dict[str, str]:

@@ -1,33 +1,14 @@
 """Evidence chains on the real Wikispeedia graph: hops are link_graph edges, quotes are sentences of the pages.
 
-Also home of the session-wide Wikispeedia snapshot the question tests share (`wikispeedia_snapshot`: one WARC
-shard, about 1,150 articles, with the Wikispeedia clickstream; about 25 s to build).
+The Wikispeedia snapshot (`wikispeedia_snapshot`) is a session fixture in tests/conftest.py.
 """
 
 import pytest
 
 from pipeline.synthesis.chains import ChainConfig, build_chains, check_chains, edge_weight, extract_facts, load_graph
 from pipeline.text.lexical import split_sentences
-from tests.conftest import sample
 
 WIKI = "https://en.wikipedia.org/wiki/"
-
-
-@pytest.fixture(scope="session")
-def wikispeedia_snapshot(tmp_path_factory):
-    from pipeline.ingest.run import ingest_clickstream, ingest_warc
-    from pipeline.simulator.snapshot import build_snapshot
-    from pipeline.ingest.store import Store
-
-    warc = sample("warc", "wikispeedia-2007-00000.warc.gz")
-    clicks = sample("clickstream", "clickstream-wikispeedia-paths.tsv")
-    root = tmp_path_factory.mktemp("wikispeedia")
-    store = Store(root / "store.duckdb")
-    ingest_warc(warc, store, warc.name, workers=1)
-    ingest_clickstream(clicks, store, clicks.name)
-    store.build_pages()
-    store.build_link_graph()
-    return build_snapshot(store.path, root / "snapshots")
 
 
 @pytest.fixture(scope="module")

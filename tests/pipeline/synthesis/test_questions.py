@@ -2,7 +2,6 @@
 negative cases, the whole verification on the real Wikispeedia snapshot with a scripted model, the export, and
 (slow) an end-to-end run with the embedded model."""
 
-import json
 import re
 
 import pyarrow.parquet as pq
@@ -10,9 +9,8 @@ import pytest
 
 from pipeline.synthesis import questions as q
 from pipeline.synthesis.chains import ChainConfig, build_chains, load_graph
-from pipeline.llm.base import Backend, Completion
 from pipeline.simulator.web import SearchResult, Simulator
-from tests.pipeline.synthesis.test_chains import wikispeedia_snapshot  # noqa: F401 - session fixture
+from tests.support import ScriptedBackend
 
 CHAIN = {
     "chain_id": "c1", "hops": 1, "answer": "1915", "answer_kind": "year",
@@ -211,34 +209,6 @@ def test_difficulty_grows_with_hops_rank_and_obscurity():
 
 
 # ---- the whole verification, with a scripted model -------------------------------------------------------------------
-
-class ScriptedBackend(Backend):
-    """A backend that answers like a perfect copier: the draft as the question, the prompt's quotes as evidence;
-    the judge answers the gold answer it is told, the closed-book pass does not know. Counts engine calls."""
-
-    name = "scripted"
-
-    def __init__(self, judge_answers=None, **kwargs):
-        super().__init__(model_id="scripted", **kwargs)
-        self.judge_answers = judge_answers or {}
-        self.calls = 0
-
-    def _run(self, requests):
-        self.calls += 1
-        out = []
-        for r in requests:
-            system, user = r.prompt[0]["content"], r.prompt[-1]["content"]
-            if system == q.QUESTION_SYSTEM:
-                draft = re.search(r"^Draft question: (.*)$", user, re.M).group(1)
-                text = json.dumps({"question": draft, "aliases": []})
-            elif system == q.JUDGE_SYSTEM:
-                question = re.search(r"Question: (.*)$", user, re.M).group(1)
-                text = json.dumps({"answer": self.judge_answers.get(question, "no idea")})
-            else:
-                text = json.dumps({"answer": "I do not know"})
-            out.append([Completion(text=text, prompt_tokens=100, completion_tokens=20)] * r.params.n)
-        return out
-
 
 @pytest.fixture(scope="module")
 def sim(wikispeedia_snapshot):  # noqa: F811

@@ -9,7 +9,6 @@ import pytest
 
 from pipeline.synthesis.chunking import chunk_spans, looks_like_heading, split_blocks
 from pipeline.text.lexical import quote_in, sentence_spans
-from pipeline.llm.base import Completion, Usage
 from pipeline.synthesis.report_tasks import (
     ReportTaskConfig,
     SourceCriteria,
@@ -28,7 +27,7 @@ from pipeline.synthesis.report_tasks import (
     verify_key_points,
 )
 from pipeline.datasets.splits import split_of
-from tests.conftest import sample
+from tests.support import FakeTeacher, sample
 
 N_PAGES = 12
 
@@ -253,41 +252,6 @@ def test_verify_key_points_needs_a_literal_quote():
                         "kp_empty": 1}
     assert lead_key_point("Heading\nFirst real sentence of the chunk is here. Second one.")["quote"] == \
         "First real sentence of the chunk is here."
-
-
-class FakeTeacher:
-    """A backend double: answers key-point requests with the passage's first sentence (every third one is
-    malformed), report requests with one section per fragment."""
-
-    model_id = "fake-teacher"
-
-    def __init__(self):
-        self.usage = Usage()
-        self.calls = 0
-
-    def generate(self, chats, params=None, schema=None):
-        out = []
-        for chat in chats:
-            self.calls += 1
-            self.usage.requests += 1
-            user = chat[-1]["content"]
-            if self.calls % 3 == 0:
-                out.append(Completion(text="{not json", error="invalid_json"))
-                continue
-            if "key_points" in schema["properties"]:
-                passage = user.split("Passage:\n", 1)[1].split("\n\nList up to", 1)[0]
-                lead = lead_key_point(passage)
-                parsed = {"key_points": [{"point": lead["point"], "quote": lead["quote"]},
-                                         {"point": "Something invented.", "quote": "words that are not in it at all"}]}
-            elif "sections" in schema["properties"]:
-                frags = [f.split("\n", 1) for f in user.split("Fragments:\n\n", 1)[1].split("\n\n[")]
-                parsed = {"title": "Report", "sections": [
-                    {"heading": f"Part {i}", "sentences": [{"text": body.split(". ")[0], "cites": [head.strip("[]")]}]}
-                    for i, (head, body) in enumerate(frags)]}
-            else:
-                parsed = {"sentences": [{"text": "A merged summary sentence about the notes.", "cites": ["C1"]}]}
-            out.append(Completion(text=json.dumps(parsed), parsed=parsed))
-        return out
 
 
 def test_teacher_key_points_are_verified_and_failures_counted(wiki_pages, count):

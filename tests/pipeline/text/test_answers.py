@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pipeline.text.answers import answer_in_text, exact_match, normalize_answer, token_f1
-from tests.conftest import sample
+from tests.support import sample
 
 
 @pytest.fixture(scope="module")
