@@ -14,8 +14,8 @@ deployment it serves) and returns one of Dagster's own executors; websim adds no
 
 The cluster executors come from the optional extra `cluster` and are imported only when chosen. Every step,
 wherever it runs, gets the `WEBSIM_*` settings of the code location (`FORWARDED_ENV`) and, on docker and k8s,
-the data dir mounted at the same path, so the store, snapshots and caches are one shared folder. The store pool
-(`websim_store`, limit 1, in the instance's dagster.yaml) serialises store writers under every executor.
+the data dir mounted at the same path, so the store, snapshots and caches are one shared folder. The store's lock
+file (`store.duckdb.lock`, a `flock` on the shared data dir) serialises store writers under every executor.
 See docs/scale-out.md.
 """
 

@@ -201,6 +201,8 @@ class Store:
                                      f"{self.holder() or 'a reader'} ({waited:.0f} s so far)")
                         next_report += self.wait_report_s
                     time.sleep(0.2)  # an ordinary sleep: SIGTERM / Ctrl-C end the wait
+            if self.on_wait is not None and not shared and next_report > started:
+                self.on_wait(f"got the store {self.path} after {time.monotonic() - started:.1f} s")
             try:
                 if not shared:  # who holds it, for those who wait (never trusted for anything else)
                     fh.seek(0)
