@@ -33,11 +33,11 @@ def _report_metadata(report: IngestReport) -> dict:
         "rejected_by_reason": dg.MetadataValue.json(dict(sorted(report.rejected.items()))),
     }
     if report.preview:
-        md["preview"] = dg.MetadataValue.md(_md_table(report.preview))
+        md["preview"] = dg.MetadataValue.md(md_table(report.preview))
     return md
 
 
-def _md_table(rows: list[dict]) -> str:
+def md_table(rows: list[dict]) -> str:
     cols = list(rows[0])
     esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")[:120]  # noqa: E731
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -100,7 +100,7 @@ def pages(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Materia
     return dg.MaterializeResult(metadata={
         **stats,
         "dagster/row_count": stats["pages"],
-        "preview": dg.MetadataValue.md(_md_table(preview)) if preview else "",
+        "preview": dg.MetadataValue.md(md_table(preview)) if preview else "",
     })
 
 
@@ -123,5 +123,5 @@ def link_graph(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Ma
     return dg.MaterializeResult(metadata={
         **stats,
         "dagster/row_count": stats["edges"],
-        "preview": dg.MetadataValue.md(_md_table(preview)) if preview else "",
+        "preview": dg.MetadataValue.md(md_table(preview)) if preview else "",
     })

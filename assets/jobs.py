@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from assets.grpo import evaluation, grpo_model
+from assets.evaluation import evaluation
 from assets.ingest import clickstream, link_graph, pages, warc_pages
 from assets.questions import candidate_questions, evidence_chains, hard_queries
 from assets.report_tasks import report_tasks
 from assets.simulator import snapshot
-from assets.training import sft_model, sft_traces
+from assets.training import grpo_model, sft_model, sft_traces
 
 warc_ingest_job = dg.define_asset_job(
     "warc_ingest", selection=[warc_pages],

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.ingest import _md_table
+from assets.ingest import md_table as _md_table
 from assets.llm_resource import LLMResource
 from assets.simulator import SimulatorResource, snapshot
 from pipeline.synthesis import chains as ch

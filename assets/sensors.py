@@ -3,10 +3,15 @@
 Each tick lists the configured folders, adds partitions for files not yet known and requests a
 run for every file that is new or changed since the last tick (by size and mtime, kept in the
 cursor). A file that vanished keeps its partition and data: a missing mount must not erase a store.
+
+`run_failure_log` makes failures visible outside the UI: each failed run becomes one JSON line in
+`<data dir>/run_failures.jsonl` (run, job, partition, failed steps, error) and an error in the sensor's log.
 """
 
 
 import json
+import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -42,3 +47,56 @@ def warc_files_sensor(context: dg.SensorEvaluationContext, inputs: InputsResourc
            description="Watches the clickstream folders; each new or changed dump becomes a partition and a run.")
 def clickstream_files_sensor(context: dg.SensorEvaluationContext, inputs: InputsResource) -> dg.SensorResult:
     return _new_file_requests(context, inputs.clickstream_files(), clickstream_files, clickstream_ingest_job.name)
+
+
+def failure_log_path() -> Path:
+    from pipeline import config
+
+    return config.data_dir() / "run_failures.jsonl"
+
+
+def failure_record(context: dg.RunFailureSensorContext) -> dict:
+    """What one failed run leaves in the failure log."""
+    run = context.dagster_run
+    steps = [{"step": e.step_key, "error": _error_text(e.step_failure_data.error if e.step_failure_data else None)}
+             for e in context.get_step_failure_events()]
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "partition": run.tags.get("dagster/partition"),
+        "launched_by": _launched_by(run.tags),
+        "message": context.failure_event.message,
+        "failed_steps": steps,
+    }
+
+
+def _launched_by(tags) -> str:
+    for tag in ("dagster/schedule_name", "dagster/sensor_name"):
+        if tags.get(tag):
+            return tags[tag]
+    return "backfill" if tags.get("dagster/backfill") else "manual"
+
+
+def _error_text(error) -> str | None:
+    if error is None:
+        return None
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause  # Dagster's wrapper says "error in op x"; the cause says what went wrong
+    return f"{error.cls_name}: {error.message.strip()}"[:2000] if error.cls_name else error.message.strip()[:2000]
+
+
+@dg.run_failure_sensor(
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every failed run of this code location becomes one JSON line in <data dir>/run_failures.jsonl "
+                "(run, job, partition, failed steps, error) and an error in this sensor's log.",
+)
+def run_failure_log(context: dg.RunFailureSensorContext) -> None:
+    record = failure_record(context)
+    path = failure_log_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:  # one short append per failure: lines never interleave
+        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    where = f" partition {record['partition']}" if record["partition"] else ""
+    steps = "; ".join(f"{s['step']}: {s['error']}" for s in record["failed_steps"]) or record["message"]
+    context.log.error(f"run {record['run_id']} of {record['job']}{where} failed: {steps} (logged to {path})")

@@ -1,19 +1,45 @@
-"""Training assets: `sft_traces` (tool-calling chats for SFT) and `sft_model` (TRL SFT, with a before/after check)."""
+"""Training assets: `sft_traces` (tool-calling chats for SFT), `sft_model` (TRL SFT, with a before/after check) and
+`grpo_model` (TRL GRPO in the simulated web). The trainers run out of process through Dagster Pipes.
 
+The trainers' settings are defined once, in their run dataclasses (`training.sft.SFTRunConfig`,
+`training.grpo.GRPORunConfig`, `training.rewards.RewardConfig`): the asset config classes here are made from their
+fields and defaults (`run_config_class`), and the asset passes them on unchanged.
+"""
 
-import base64
+import dataclasses
 import json
-import os
-import sys
+import typing
 from pathlib import Path
 
 import dagster as dg
+from pydantic import create_model
 
+from assets.handoffs import dataset_dir, json_metadata, latest_path, md_image, model_dir, sample_md, snapshot_of
 from assets.llm_resource import LLMResource
 from assets.questions import hard_queries
 from assets.simulator import SimulatorResource
 from pipeline import config as websim_config
+from training.grpo import GRPORunConfig
+from training.rewards import RewardConfig
+from training.sft import SFTRunConfig
 from training.traces import TRACE_CHECKS
+
+REWARD_SANITY = "Rewards tell right from wrong: on a sample of train questions, a rollout answering the gold answer " \
+                "scores >= 0.9 of the best total and one answering another question's answer <= 0.3, gold above " \
+                "wrong on every question (checked before training; a failure stops the run)."
+
+
+def run_config_class(name: str, run_cls: type, exclude: typing.Iterable[str], base: type = dg.Config,
+                     rename: typing.Callable[[str], str] = lambda n: n) -> type:
+    """A Dagster config class with `base`'s fields plus every field of the dataclass `run_cls` not in `exclude`,
+    typed and defaulted as there (so a default is never written twice)."""
+    hints = typing.get_type_hints(run_cls)
+    fields = {}
+    for f in dataclasses.fields(run_cls):
+        if f.name not in exclude:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            fields[rename(f.name)] = (hints[f.name], default)
+    return create_model(name, __base__=base, **fields)
 
 
 class SFTTracesConfig(dg.Config):
@@ -34,7 +60,7 @@ class SFTTracesConfig(dg.Config):
     max_turns: int = 6
     max_tokens: int = 160
     seed: int = 0
-    max_steps: int = 8
+    max_tool_calls: int = 8
     """Tool calls per rollout before tools refuse."""
     search_k: int = 3
     snippet_chars: int = 120
@@ -43,33 +69,6 @@ class SFTTracesConfig(dg.Config):
     max_links: int = 8
     replay_sample: int = 20
     """Demonstrations re-run for the replay check (0: all)."""
-
-
-def _md_image(png: bytes, alt: str) -> str:
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
-
-
-def _snapshot(simulator: SimulatorResource, snapshot_id: str):
-    """The snapshot a dataset was made on when it is still there, else the simulator's (latest or pinned) one."""
-    from pipeline.simulator.snapshot import resolve_snapshot
-
-    if snapshot_id and (simulator.root() / snapshot_id).is_dir():
-        return resolve_snapshot(snapshot_id, simulator.root())
-    return simulator.get_snapshot()
-
-
-def _dataset_dir(configured: str, name: str) -> Path:
-    return Path(configured) if configured else websim_config.data_dir() / "datasets" / name
-
-
-def _sample_md(messages: list[dict], limit: int = 2500) -> str:
-    lines = []
-    for m in messages:
-        calls = "".join(f"\n→ {c['function']['name']}({json.dumps(c['function']['arguments'])})"
-                        for c in m.get("tool_calls") or [])
-        lines.append(f"[{m['role']}] {m.get('content') or ''}{calls}")
-    text = "\n\n".join(lines)
-    return f"```\n{text[:limit]}{' ...' if len(text) > limit else ''}\n```"
 
 
 @dg.asset(
@@ -87,20 +86,20 @@ def sft_traces(context: dg.AssetExecutionContext, config: SFTTracesConfig, llm: 
     from training.agent_loop import AgentConfig
     from training.traces import TeacherConfig, TracesConfig, make_sft_traces, read_questions
 
-    qdir = _dataset_dir(config.questions_dir, "hard_queries")
+    qdir = dataset_dir(config.questions_dir, "hard_queries")
     rows = read_questions(qdir, "train")[: config.max_questions or None]
     snapshot_ids = sorted({r.get("snapshot_id") or "" for r in rows} - {""})
-    snap = _snapshot(simulator, snapshot_ids[0] if len(snapshot_ids) == 1 else "")
+    snap = snapshot_of(simulator, snapshot_ids[0] if len(snapshot_ids) == 1 else "")
     if snapshot_ids and snap.id not in snapshot_ids:
         context.log.warning(f"questions are of snapshot(s) {snapshot_ids}; serving {snap.id}")
-    env = dict(max_steps=config.max_steps, search_k=config.search_k, snippet_chars=config.snippet_chars,
+    env = dict(max_tool_calls=config.max_tool_calls, search_k=config.search_k, snippet_chars=config.snippet_chars,
                max_chars=config.max_chars, max_links=config.max_links)
     context.log.info(f"{len(rows)} train questions from {qdir}; snapshot {snap.id}; env {env}")
     teacher = TeacherConfig(tries=config.teacher_tries, seed=config.seed, temperature=config.teacher_temperature,
                             min_f1=config.teacher_min_f1,
                             agent=AgentConfig(max_turns=config.max_turns, max_tokens=config.max_tokens))
     run = make_sft_traces(
-        rows, str(snap.path), _dataset_dir(config.output_dir, "sft_traces"),
+        rows, str(snap.path), dataset_dir(config.output_dir, "sft_traces"),
         config=TracesConfig(demonstrations=config.demonstrations, teacher=config.teacher,
                             teacher_questions=config.teacher_questions, teacher_config=teacher, env=env,
                             replay_sample=config.replay_sample),
@@ -111,49 +110,30 @@ def sft_traces(context: dg.AssetExecutionContext, config: SFTTracesConfig, llm: 
         "violations": bad, "examples": dg.MetadataValue.json(examples),
         **({"replayed": run.replayed} if name == "demonstrations_replay" else {})})
         for name, (bad, examples) in run.checks.items()]
-    by_source = run.stats["by_source"]
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(run.export["path"]),
-        "dagster/row_count": len(run.rows),
-        "traces_demonstration": by_source["demonstration"],
-        "traces_teacher": by_source["teacher"],
-        "questions": len(rows),
+        "path": dg.MetadataValue.path(run.export["path"]), "dagster/row_count": len(run.rows),
+        "traces_demonstration": run.stats["by_source"]["demonstration"],
+        "traces_teacher": run.stats["by_source"]["teacher"], "questions": len(rows),
         "rejections": dg.MetadataValue.json(run.stats["rejections"]),
         "teacher_model": run.provenance["teacher_model"],
-        "teacher_summary": dg.MetadataValue.json(run.stats["teacher_summary"]),
-        "snapshot_id": snap.id,
+        "teacher_summary": dg.MetadataValue.json(run.stats["teacher_summary"]), "snapshot_id": snap.id,
         "env": dg.MetadataValue.json(env),
-        "sample_trace": dg.MetadataValue.md(_sample_md(run.rows[0]["messages"]) if run.rows else "(no traces)"),
+        "sample_trace": dg.MetadataValue.md(sample_md(run.rows[0]["messages"]) if run.rows else "(no traces)"),
         "dataset_card": dg.MetadataValue.path(str(Path(run.export["path"]) / "README.md")),
         "llm_usage": dg.MetadataValue.json(llm.usage() if config.teacher else {}),
     }, check_results=checks)
 
 
-class SFTModelConfig(dg.Config):
+# ---- SFT -----------------------------------------------------------------------------------------------------------
+
+class _SFTModelInputs(dg.Config):
     traces_dir: str = ""
     """The sft_traces folder; empty: the path of its latest materialization, else <data dir>/datasets/sft_traces."""
     questions_dir: str = ""
     """hard_queries folder for the before/after check (eval split); empty: <data dir>/datasets/hard_queries."""
-    base_model: str = "embedded"
     run_name: str = ""
-    """Folder name under <data dir>/models/sft; empty: derived from the config and the traces, so that a crashed
+    """Folder name under <data dir>/models/sft; empty: derived from the settings and the traces, so that a crashed
     run of the same config resumes from its last checkpoint."""
-    epochs: float = 1.0
-    max_steps: int = 8
-    learning_rate: float = 3e-4
-    lr_scheduler_type: str = "constant"
-    batch_size: int = 1
-    gradient_accumulation_steps: int = 1
-    max_length: int = 2048
-    max_examples: int = 0
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    bf16: bool = False
-    num_threads: int = 1
-    save_steps: int = 4
-    seed: int = 0
-    retrain: bool = False
     eval_questions: int = 8
     """Eval-split questions for the before/after check (0: skip it)."""
     eval_max_turns: int = 6
@@ -161,12 +141,30 @@ class SFTModelConfig(dg.Config):
     eval_backend: str = "transformers"
 
 
-def _traces_path(context: dg.AssetExecutionContext, configured: str) -> Path:
-    if configured:
-        return Path(configured)
-    event = context.instance.get_latest_materialization_event(sft_traces.key)
-    path = event.asset_materialization.metadata.get("path") if event and event.asset_materialization else None
-    return Path(path.value) if path is not None else _dataset_dir("", "sft_traces")
+SFTModelConfig = run_config_class("SFTModelConfig", SFTRunConfig, ("dataset", "output_dir", "data_dir"),
+                                  base=_SFTModelInputs)
+
+
+def run_trainer(context: dg.AssetExecutionContext, module: str, run, out: Path) -> dict:
+    """Write the run config into `out`, run `module`'s CLI on it through Pipes, and return the run's metrics."""
+    from training.run import trainer_command, trainer_env, write_run_config
+
+    path = write_run_config(run, out)
+    dg.PipesSubprocessClient(cwd=str(websim_config.REPO_ROOT)).run(
+        context=context, command=trainer_command(module, path), env=trainer_env())
+    return json.loads((out / "metrics.json").read_text())
+
+
+def sft_run(config, traces: Path, data_dir: str) -> SFTRunConfig:
+    """The SFT run of an `sft_model` config on `traces`: its settings, in a folder named by them and the data."""
+    from training.sft import sft_run_dir
+
+    provenance = json.loads((traces / "provenance.json").read_text())
+    names = [f.name for f in SFTRunConfig.setting_fields()]
+    settings = {n: getattr(config, n) for n in names}
+    out = sft_run_dir(websim_config.data_dir() / "models" / "sft", settings, provenance, config.run_name)
+    return SFTRunConfig(dataset=str(traces), output_dir=str(out), data_dir=data_dir, retrain=config.retrain,
+                        num_threads=config.num_threads, **settings)
 
 
 @dg.asset(
@@ -180,57 +178,131 @@ def _traces_path(context: dg.AssetExecutionContext, configured: str) -> Path:
 )
 def sft_model(context: dg.AssetExecutionContext, config: SFTModelConfig, simulator: SimulatorResource,
               llm: LLMResource) -> dg.Output[str]:
-    from training.agent_loop import AgentConfig, evaluate_model
-    from training.env import SearchEnv
-    from training.sft import SFTRunConfig, run_dir
+    from training.agent_loop import AgentConfig
+    from training.evaluate import before_after
     from training.traces import read_questions
 
-    traces = _traces_path(context, config.traces_dir)
-    provenance = json.loads((traces / "provenance.json").read_text())
-    data_dir = llm.data_dir or None
-    settings = {k: v for k, v in config.model_dump().items() if not k.startswith("eval_") and k not in (
-        "traces_dir", "questions_dir", "run_name", "retrain", "num_threads")}
-    out = run_dir(websim_config.data_dir() / "models" / "sft", settings, provenance, config.run_name)
-    out.mkdir(parents=True, exist_ok=True)
-    run = SFTRunConfig(dataset=str(traces), output_dir=str(out), data_dir=data_dir or "", retrain=config.retrain,
-                       num_threads=config.num_threads, **settings)
-    config_path = out / "run_config.json"
-    config_path.write_text(json.dumps(run.to_dict(), indent=2) + "\n")
+    traces = Path(config.traces_dir) if config.traces_dir else (
+        latest_path(context.instance, sft_traces.key, "path") or dataset_dir("", "sft_traces"))
+    run = sft_run(config, traces, llm.data_dir or "")
+    out = Path(run.output_dir)
     context.log.info(f"SFT on {traces} into {out}")
-    dg.PipesSubprocessClient(cwd=str(websim_config.REPO_ROOT)).run(
-        context=context, command=[sys.executable, "-m", "training.sft", "--config", str(config_path)],
-        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(websim_config.REPO_ROOT), os.environ.get("PYTHONPATH")])),
-             "HF_HUB_OFFLINE": "1"})
-    metrics = json.loads((out / "metrics.json").read_text())
-    model_dir = out / "model"
+    metrics = run_trainer(context, "training.sft", run, out)
     metadata = {
-        "model_dir": dg.MetadataValue.path(str(model_dir)),  # "path" is the IO manager's (where the value is)
+        "model_dir": dg.MetadataValue.path(str(out / "model")),  # "path" is the IO manager's (where the value is)
         "run_dir": dg.MetadataValue.path(str(out)),
         **{k: metrics[k] for k in ("base_model", "steps", "train_loss", "first_loss", "last_loss", "train_runtime_s",
                                    "s_per_step", "loss_token_share")},
-        "resumed_from": metrics.get("resumed_from") or "",
-        "reused_finished_run": bool(metrics.get("reused")),
+        "resumed_from": metrics.get("resumed_from") or "", "reused_finished_run": bool(metrics.get("reused")),
         "data": dg.MetadataValue.json(metrics["data"]),
-        "loss_curve": dg.MetadataValue.md(_md_image((out / "loss_curve.png").read_bytes(), "SFT loss")),
+        "loss_curve": dg.MetadataValue.md(md_image((out / "loss_curve.png").read_bytes(), "SFT loss")),
         "loss_curve_png": dg.MetadataValue.path(str(out / "loss_curve.png")),
     }
     if config.eval_questions:
-        questions = read_questions(_dataset_dir(config.questions_dir, "hard_queries"), "eval")[: config.eval_questions]
-        if any(q.get("split") != "eval" for q in questions):
-            raise ValueError("the before/after check must use eval-split questions only")
-        snap = _snapshot(simulator, provenance.get("snapshot_id", ""))
-        make_env = SearchEnv.factory(str(snap.path), session="sft-eval", **provenance.get("env", {}))
-        agent = AgentConfig(max_turns=config.eval_max_turns, max_tokens=config.eval_max_tokens)
-        results = {}
-        for name, model in (("base", metrics["base_model"]), ("sft", str(model_dir))):
-            context.log.info(f"evaluating the {name} model on {len(questions)} eval questions")
-            results[name], trajs = evaluate_model(model, questions, make_env, agent, backend=config.eval_backend,
-                                                  data_dir=data_dir, num_threads=config.num_threads or None,
-                                                  log=context.log.info)
-            metadata[f"{name}_sample_rollout"] = dg.MetadataValue.md(_sample_md(trajs[0].messages))
-            for key in ("valid_tool_call_rate", "exact_match", "f1", "answered_rate"):
-                metadata[f"{name}_{key}"] = results[name][key]
+        questions = read_questions(dataset_dir(config.questions_dir, "hard_queries"), "eval")[: config.eval_questions]
+        provenance = json.loads((traces / "provenance.json").read_text())
+        results, samples = before_after(
+            {"base": metrics["base_model"], "sft": str(out / "model")}, questions,
+            snapshot_of(simulator, provenance.get("snapshot_id", "")).path, provenance.get("env", {}),
+            AgentConfig(max_turns=config.eval_max_turns, max_tokens=config.eval_max_tokens),
+            backend=config.eval_backend, data_dir=llm.data_dir or None, num_threads=config.num_threads or None,
+            log=context.log.info)
+        for name, result in results.items():
+            metadata[f"{name}_sample_rollout"] = dg.MetadataValue.md(sample_md(samples[name].messages))
+            metadata.update({f"{name}_{k}": result[k] for k in ("valid_tool_call_rate", "exact_match", "f1",
+                                                                 "answered_rate")})
         metadata["eval"] = dg.MetadataValue.json({"questions": len(questions), **results})
-        context.log.info(f"valid tool-call rate {results['base']['valid_tool_call_rate']} (base) -> "
-                         f"{results['sft']['valid_tool_call_rate']} (SFT)")
-    return dg.Output(str(model_dir), metadata=metadata)
+    return dg.Output(str(out / "model"), metadata=metadata)
+
+
+# ---- GRPO ----------------------------------------------------------------------------------------------------------
+
+def _reward_field(name: str) -> str:
+    return name if name in ("call_slack", "cost_per_extra_call") else f"reward_{name}"
+
+
+class _GRPOModelInputs(dg.Config):
+    sft_model_dir: str = ""
+    """The starting model; empty: the latest `sft_model` materialization's model folder."""
+    questions_dir: str = ""
+    """hard_queries folder (train split); empty: <data dir>/datasets/hard_queries."""
+    report_tasks_dir: str = ""
+    """report_tasks folder; empty: the latest `report_tasks` materialization's, if any."""
+    run_name: str = ""
+    """Folder under <data dir>/models/grpo; empty: a hash of the settings and the data, so a crash resumes."""
+    sanity_sample: int = 32
+
+
+_GRPOWithRewards = run_config_class("_GRPOWithRewards", RewardConfig, (), base=_GRPOModelInputs,
+                                    rename=_reward_field)
+GRPOModelConfig = run_config_class(
+    "GRPOModelConfig", GRPORunConfig, set(GRPORunConfig.PLUMBING) - {"num_threads", "retrain"},
+    base=_GRPOWithRewards)
+
+
+def grpo_run(config, start: Path, qdir: Path, reports: Path | None, snap, llm: LLMResource,
+             env: dict) -> GRPORunConfig:
+    """The GRPO run of a `grpo_model` config: its settings and rewards, in a folder named by them and the data."""
+    from training.grpo import grpo_run_dir
+
+    rewards = {f.name: getattr(config, _reward_field(f.name)) for f in dataclasses.fields(RewardConfig)}
+    settings = {f.name: getattr(config, f.name) for f in GRPORunConfig.setting_fields()}
+    out = grpo_run_dir(websim_config.data_dir() / "models" / "grpo", settings, rewards, start, qdir, reports, snap.id,
+                       config.run_name)
+    return GRPORunConfig(questions=str(qdir), snapshot=str(snap.path), output_dir=str(out), model=str(start),
+                         data_dir=llm.data_dir or "", report_tasks=str(reports or ""), rewards=rewards,
+                         judge_backend=llm.backend, judge_model=llm.model or "embedded", judge_base_url=llm.base_url,
+                         env=env, num_threads=config.num_threads, retrain=config.retrain, **settings)
+
+
+@dg.asset(
+    deps=[sft_model],
+    group_name="training",
+    kinds={"pytorch"},
+    check_specs=[dg.AssetCheckSpec("reward_sanity", asset="grpo_model", blocking=True, description=REWARD_SANITY)],
+    description="The search agent after GRPO in the simulated web (TRL GRPOTrainer, environment_factory=SearchEnv, "
+                "verifier rewards), starting from the SFT model, on train-split questions (plus report tasks by "
+                "config). Run out of process through Dagster Pipes; resumes from its last checkpoint. Value: the "
+                "model folder. Metadata: reward, accuracy, tool-call frequency and KL curves.",
+)
+def grpo_model(context: dg.AssetExecutionContext, config: GRPOModelConfig, simulator: SimulatorResource,
+               llm: LLMResource):
+    from training.evaluate import sft_run_of
+    from training.grpo import last_rollout
+    from training.rewards import reward_sanity
+    from training.traces import read_questions
+
+    start = model_dir(context.instance, config.sft_model_dir, sft_model.key, "SFT", "sft_model_dir")
+    sft, provenance = sft_run_of(start)
+    qdir = dataset_dir(config.questions_dir, "hard_queries")
+    rewards = RewardConfig(**{f.name: getattr(config, _reward_field(f.name)) for f in dataclasses.fields(RewardConfig)})
+    sanity = reward_sanity(read_questions(qdir, "train"), rewards, sample=config.sanity_sample, seed=config.seed)
+    yield dg.AssetCheckResult(check_name="reward_sanity", passed=sanity["passed"], metadata=json_metadata(sanity))
+    if not sanity["passed"]:
+        raise dg.Failure(f"reward sanity failed (gold {sanity['mean_gold']}, random {sanity['mean_random']}): "
+                         "not training on a reward that cannot tell right from wrong")
+    reports = Path(config.report_tasks_dir) if config.report_tasks_dir else (
+        latest_path(context.instance, dg.AssetKey("report_tasks"), "path") if config.report_fraction else None)
+    snap = snapshot_of(simulator, provenance.get("snapshot_id", ""))
+    run = grpo_run(config, start, qdir, reports, snap, llm, provenance.get("env", {}))
+    out = Path(run.output_dir)
+    context.log.info(f"GRPO from {start} on {qdir} (snapshot {snap.id}) into {out}")
+    metrics = run_trainer(context, "training.grpo", run, out)
+    metadata = {
+        "model_dir": dg.MetadataValue.path(str(out / "model")), "run_dir": dg.MetadataValue.path(str(out)),
+        "start_model": str(start), "sft_base_model": sft.get("base_model", ""),
+        **{k: metrics[k] for k in ("steps", "first_reward", "last_reward", "mean_reward", "mean_accuracy",
+                                   "mean_tool_calls", "last_kl", "train_runtime_s", "s_per_step", "generation")},
+        "resumed_from": metrics.get("resumed_from") or "", "reused_finished_run": bool(metrics.get("reused")),
+        **json_metadata({k: metrics[k] for k in ("reward_means", "data")}),
+        "curves_data": dg.MetadataValue.json(metrics["curves"]), "snapshot_id": snap.id,
+        "curves": dg.MetadataValue.md(md_image((out / "curves.png").read_bytes(),
+                                               "GRPO reward, accuracy, tool calls, KL")),
+        "curves_png": dg.MetadataValue.path(str(out / "curves.png")),
+    }
+    if (sample := last_rollout(out / "rollouts.jsonl")) is not None:
+        metadata["sample_rollout"] = dg.MetadataValue.md(
+            f"step {sample['step']}, question `{sample['id']}`, answer {sample['answer']!r}\n\n"
+            + sample_md(sample["completion"] if isinstance(sample["completion"], list) else
+                        [{"role": "assistant", "content": sample["completion"]}]))
+    yield dg.Output(str(out / "model"), metadata=metadata)

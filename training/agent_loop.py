@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from pipeline.text.answers import exact_match, token_f1
+from pipeline.text.answers import exact_match, squad_f1
 from pipeline.synthesis.questions import golds_of
 from training.env import TOOL_SCHEMAS, SearchEnv
 from training.tool_parser import check_call, parse_turn, to_message
@@ -90,7 +90,7 @@ class Trajectory:
 
     @property
     def f1(self) -> float:
-        return token_f1(self.final_answer, self.gold) if self.final_answer is not None and self.gold else 0.0
+        return squad_f1(self.final_answer, self.gold) if self.final_answer is not None and self.gold else 0.0
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)

@@ -31,7 +31,7 @@ from typing import Any, Callable
 from pipeline.simulator.web import HttpSimulator, InvalidRequest, Simulator
 from pipeline.simulator.tools import WebTools
 
-DEFAULT_MAX_STEPS = 8
+DEFAULT_MAX_TOOL_CALLS = 8
 # Tool output is what the model reads, and every character of it is context in SFT and GRPO: small windows.
 DEFAULT_SEARCH_K = 3
 DEFAULT_SNIPPET_CHARS = 120
@@ -65,12 +65,12 @@ class SearchEnv:
         simulator: a Simulator or HttpSimulator, a snapshot folder or id, or None ($WEBSIM_SIMULATOR_URL, else
             $WEBSIM_SNAPSHOT, else the latest snapshot).
         session: what the call log files these calls under (e.g. "sft-demo", "eval").
-        max_steps: tool calls allowed per rollout before tools refuse (answer always works).
+        max_tool_calls: tool calls allowed per rollout before tools refuse (answer always works).
         search_k, snippet_chars, max_chars, max_links: how much text a tool shows.
     """
 
     def __init__(self, simulator: Simulator | HttpSimulator | str | Path | None = None, *, session: str = "agent",
-                 max_steps: int = DEFAULT_MAX_STEPS, search_k: int = DEFAULT_SEARCH_K,
+                 max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS, search_k: int = DEFAULT_SEARCH_K,
                  snippet_chars: int = DEFAULT_SNIPPET_CHARS, max_chars: int = DEFAULT_MAX_CHARS,
                  max_links: int = DEFAULT_MAX_LINKS):
         if simulator is None and os.environ.get("WEBSIM_SIMULATOR_URL"):
@@ -80,7 +80,7 @@ class SearchEnv:
         self._sim = simulator
         self._session = session
         self._web = WebTools(simulator, session=session, max_chars=max_chars, max_links=max_links)
-        self._max_steps = max_steps
+        self._max_tool_calls = max_tool_calls
         self._search_k = search_k
         self._page_chars = max_chars
         self.reset()
@@ -193,8 +193,8 @@ class SearchEnv:
         return self._steps
 
     @property
-    def max_steps(self) -> int:
-        return self._max_steps
+    def max_tool_calls(self) -> int:
+        return self._max_tool_calls
 
     @property
     def page_chars(self) -> int:
@@ -228,8 +228,8 @@ class SearchEnv:
     def _step(self) -> str | None:
         if self._answer is not None:
             return "Error: you have already answered; the task is over."
-        if self._steps >= self._max_steps:
-            return f"Error: step limit reached ({self._max_steps} tool calls). Call answer with your best answer."
+        if self._steps >= self._max_tool_calls:
+            return f"Error: step limit reached ({self._max_tool_calls} tool calls). Call answer with your best answer."
         self._steps += 1
         return None
 

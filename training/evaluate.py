@@ -94,6 +94,75 @@ def leakage(eval_rows: Sequence[Mapping[str, Any]], trained_ids: Sequence[str] =
             "overlap_by_text": by_text, "not_eval_split": not_eval}
 
 
+def sft_run_of(model_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the SFT run's config, its traces' provenance) when `model_dir` is an SFT run's model, else ({}, {})."""
+    from training.run import read_run_config
+
+    run = read_run_config(Path(model_dir).parent)
+    if not run:
+        return {}, {}
+    provenance = Path(run.get("dataset", "")) / "provenance.json"
+    return run, json.loads(provenance.read_text()) if provenance.is_file() else {}
+
+
+def trained_on(sft_run: Mapping[str, Any], grpo_model_dir: str | Path, questions_dir: str | Path
+               ) -> tuple[list[str], list[str], dict[str, str]]:
+    """What was trained on: (ids, question texts, where they were read) of the SFT run's traces and the GRPO run's
+    training data (its `train_ids.json`; question texts from the train split of `questions_dir`)."""
+    from pipeline.datasets.io import read_split
+    from training.traces import read_questions
+
+    ids: list[str] = []
+    texts: list[str] = []
+    traces_dir = Path(sft_run.get("dataset", ""))
+    traces = [] if not sft_run.get("dataset") else read_split(traces_dir, "train", ["question_id", "question"])
+    ids += [r["question_id"] for r in traces]
+    texts += [r["question"] for r in traces]
+    train_ids_file = Path(grpo_model_dir).parent / "train_ids.json"
+    grpo_ids = json.loads(train_ids_file.read_text()) if train_ids_file.is_file() else {}
+    ids += grpo_ids.get("questions", []) + grpo_ids.get("report_tasks", [])
+    by_id = {str(r["id"]): r for r in read_questions(questions_dir, "train")}
+    texts += [by_id[i]["question"] for i in grpo_ids.get("questions", []) if i in by_id]
+    traces_file = traces_dir / "data" / "train.parquet"
+    sources = {"sft_traces": str(traces_file) if sft_run.get("dataset") and traces_file.is_file() else "",
+               "grpo_train_ids": str(train_ids_file) if train_ids_file.is_file() else ""}
+    return ids, texts, sources
+
+
+def check_never_trained_on(questions: Sequence[Mapping[str, Any]], report_tasks: Sequence[Mapping[str, Any]],
+                           sft_run: Mapping[str, Any], grpo_model_dir: str | Path, questions_dir: str | Path
+                           ) -> dict[str, Any]:
+    """`leakage` of the eval questions and report tasks against what the SFT and GRPO runs trained on, with
+    `sources`: where that was read (an empty `grpo_train_ids`: the GRPO run's training ids were not found)."""
+    ids, texts, sources = trained_on(sft_run, grpo_model_dir, questions_dir)
+    eval_rows = list(questions) + [{"id": t["task_id"], "question": "", "split": t["split"]} for t in report_tasks]
+    leak = leakage(eval_rows, ids, texts)
+    leak["sources"] = sources
+    return leak
+
+
+def before_after(models: Mapping[str, str], questions: Sequence[Mapping[str, Any]], snapshot: str | Path,
+                 env: Mapping[str, Any], agent: AgentConfig, *, backend: str = "transformers",
+                 data_dir: str | None = None, num_threads: int | None = None,
+                 log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], dict[str, Trajectory]]:
+    """Each model (name -> folder) through the agent loop on eval-split `questions` only: (summary per model,
+    a sample trajectory per model)."""
+    from training.agent_loop import evaluate_model
+    from training.env import SearchEnv
+
+    if any(q.get("split") != "eval" for q in questions):
+        raise ValueError("the before/after check must use eval-split questions only")
+    log = log or logger.info
+    make_env = SearchEnv.factory(str(snapshot), session="sft-eval", **env)
+    results, samples = {}, {}
+    for name, model in models.items():
+        log(f"evaluating the {name} model on {len(questions)} eval questions")
+        results[name], trajs = evaluate_model(model, questions, make_env, agent, backend=backend, data_dir=data_dir,
+                                              num_threads=num_threads, log=log)
+        samples[name] = trajs[0]
+    return results, samples
+
+
 # ---- grading --------------------------------------------------------------------------------------------------------
 
 def completion_of(traj: Trajectory) -> list[dict[str, Any]]:

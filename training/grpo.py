@@ -28,8 +28,6 @@ GRPO with vLLM does not work on CPU (ARCHITECTURE.md), so `use_vllm` without a G
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -40,8 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from pipeline.datasets.io import read_split
 from training.agent_loop import initial_messages
 from training.rewards import REPORT_KINDS, SEARCH_KIND, RewardConfig, read_rollout
+from training.run import RunConfig, cli as run_cli, finished_run, progress_callback, run_dir, write_log_history
 
 logger = logging.getLogger(__name__)
 DONE_FILE = "websim_grpo.json"  # written last in model/: a folder without it is not a finished run
@@ -51,7 +51,13 @@ CURVES = {"reward": "reward", "accuracy": "rewards/exact_match_reward/mean",
 
 
 @dataclass
-class GRPORunConfig:
+class GRPORunConfig(RunConfig):
+    """One GRPO run. Its defaults are the only ones: the `grpo_model` asset's config is made from these fields."""
+
+    PLUMBING = ("questions", "snapshot", "output_dir", "model", "data_dir", "report_tasks", "rewards", "judge_backend",
+                "judge_model", "judge_base_url", "env", "num_threads", "retrain")
+    KIND = "GRPO"
+
     questions: str
     """A `hard_queries` folder (train split read from data/train.parquet)."""
     snapshot: str
@@ -86,7 +92,7 @@ class GRPORunConfig:
     judge_base_url: str = ""
     """For an `openai` judge backend: the server."""
     env: dict[str, Any] = field(default_factory=dict)
-    """`SearchEnv` options (max_steps, search_k, snippet_chars, max_chars, max_links): the SFT traces' by default."""
+    """`SearchEnv` options (max_tool_calls, search_k, snippet_chars, max_chars, max_links): the SFT traces' by default."""
     seed: int = 0
     save_steps: int = 2
     save_total_limit: int = 2
@@ -99,16 +105,12 @@ class GRPORunConfig:
     vllm_gpu_memory_utilization: float = 0.3
     retrain: bool = False
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GRPORunConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown GRPO config fields: {sorted(unknown)}")
-        return cls(**d)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+def grpo_run_dir(root: str | Path, settings: dict[str, Any], rewards: dict[str, Any], start_model: str | Path,
+                 questions: str | Path, report_tasks: str | Path | None, snapshot_id: str, name: str = "") -> Path:
+    """`<root>/<name>`, or `<root>/grpo-<hash of the settings, rewards, starting model, data and snapshot>`."""
+    return run_dir(root, "grpo", [settings, rewards, str(start_model), str(questions), str(report_tasks or ""),
+                                  snapshot_id], name)
 
 
 # ---- data ----------------------------------------------------------------------------------------------------------
@@ -169,10 +171,8 @@ def to_dataset(examples: list[dict]):
 
 
 def read_report_tasks(path: str | Path, split: str = "train") -> list[dict]:
-    import pyarrow.parquet as pq
-
-    file = Path(path) / "data" / f"{split}.parquet"
-    return pq.read_table(file).to_pylist() if file.is_file() else []
+    """The rows of one split of a `report_tasks` dataset folder; [] when absent."""
+    return read_split(path, split)
 
 
 # ---- the run -------------------------------------------------------------------------------------------------------
@@ -203,8 +203,6 @@ def record_rollouts(func: Callable[..., list], path: Path) -> Callable[..., list
 
 def build_trainer(config: GRPORunConfig, log: Callable[[str], None] | None = None):
     """The `GRPOTrainer` of a run, its data counts and the starting model's inference chat template."""
-    from training.sft import _progress_callback
-
     log = log or logger.info
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -271,20 +269,12 @@ def build_trainer(config: GRPORunConfig, log: Callable[[str], None] | None = Non
         disable_tqdm=True, log_completions=False)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=to_dataset(examples),
                           processing_class=tokenizer, environment_factory=factory,
-                          callbacks=[_progress_callback(log)])
+                          callbacks=[progress_callback(log)])
     log(f"GRPO data: {counts}; rewards {dict(zip([f.__name__ for f in funcs], weights))}; "
         f"{batch} rollouts per step ({config.prompts_per_step} prompts x {config.num_generations})")
     counts["model"] = model
     counts["device"] = "cuda" if gpu else "cpu"
     return trainer, counts, template
-
-
-def finished_run(output_dir: str | Path) -> dict | None:
-    done = Path(output_dir) / "model" / DONE_FILE
-    metrics = Path(output_dir) / "metrics.json"
-    if done.is_file() and metrics.is_file():
-        return json.loads(metrics.read_text())
-    return None
 
 
 def curves(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
@@ -299,7 +289,7 @@ def main(config: GRPORunConfig, log: Callable[[str], None] | None = None) -> dic
     """Train (or resume, or reuse a finished run) and return the run's metrics."""
     log = log or logger.info
     out = Path(config.output_dir)
-    if not config.retrain and (done := finished_run(out)) is not None:
+    if not config.retrain and (done := finished_run(out, DONE_FILE)) is not None:
         log(f"{out} already holds a finished run; reusing it (retrain=true trains again)")
         return {**done, "reused": True}
     out.mkdir(parents=True, exist_ok=True)
@@ -344,9 +334,7 @@ def main(config: GRPORunConfig, log: Callable[[str], None] | None = None) -> dic
         "generation": "vllm-" + config.vllm_mode if config.use_vllm else "transformers",
         "config": config.to_dict(),
     }
-    with open(out / "log_history.jsonl", "w") as fh:
-        for h in history:
-            fh.write(json.dumps(h) + "\n")
+    write_log_history(history, out / "log_history.jsonl")
     plot_curves(series, out / "curves.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (model_dir / DONE_FILE).write_text(json.dumps({"steps": metrics["steps"], "last_reward": metrics["last_reward"]}))
@@ -363,6 +351,17 @@ def reward_means(steps: list[dict]) -> dict[str, float]:
         if values:
             out[key.split("/")[1]] = round(sum(values) / len(values), 4)
     return out
+
+
+def last_rollout(path: Path) -> dict | None:
+    """The last line of a run's `rollouts.jsonl` (None without one)."""
+    if not path.is_file():
+        return None
+    last = None
+    with open(path) as fh:
+        for line in fh:
+            last = line
+    return json.loads(last) if last else None
 
 
 def _mean(points: list[tuple[int, float]]) -> float | None:
@@ -395,22 +394,8 @@ def plot_curves(series: dict[str, list[tuple[int, float]]], path: Path) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    from training.sft import _pipes_logger
-
-    parser = argparse.ArgumentParser(description="GRPO of the search agent in the simulated web (TRL GRPOTrainer).")
-    parser.add_argument("--config", required=True, help="JSON file with GRPORunConfig fields")
-    args = parser.parse_args(argv)
-    config = GRPORunConfig.from_dict(json.loads(Path(args.config).read_text()))
-    log, pipes = _pipes_logger()
-    try:
-        metrics = main(config, log)
-        if pipes is not None:
-            pipes.report_custom_message({"metrics_path": str(Path(config.output_dir) / "metrics.json"),
-                                         "steps": metrics["steps"]})
-    finally:
-        if pipes is not None:
-            pipes.close()
-    return 0
+    return run_cli(argv, description="GRPO of the search agent in the simulated web (TRL GRPOTrainer).",
+                   config_cls=GRPORunConfig, main=main)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from pipeline.text.answers import exact_match, normalize_answer, token_f1
+from pipeline.text.answers import exact_match, normalize_answer, squad_f1
 from pipeline.synthesis.questions import golds_of
 from training.env import ANSWER_RECEIVED, TOOL_SCHEMAS
 from training.rewards_report import REPORT_REWARD_WEIGHTS, REPORT_REWARDS
@@ -194,7 +194,7 @@ def exact_match_reward(completions: Sequence[Any], **kwargs) -> list[float | Non
 
 def f1_reward(completions: Sequence[Any], **kwargs) -> list[float | None]:
     """Token F1 of the answer against the best-matching gold answer or alias (no answer: 0)."""
-    return [(token_f1(answer, golds) if answer is not None and golds else 0.0) if search else None
+    return [(squad_f1(answer, golds) if answer is not None and golds else 0.0) if search else None
             for search, _, answer, golds, _ in _search_rows(completions, kwargs)]
 
 
@@ -308,7 +308,7 @@ def answer_completion(answer: str, hops: int | None = 1) -> list[dict[str, Any]]
 
 def _wrong_answer(row: Mapping[str, Any], pool: Sequence[str], rng: random.Random) -> str:
     golds = {normalize_answer(g) for g in golds_of(row.get("answer") or "", row.get("aliases") or ())}
-    candidates = [a for a in pool if normalize_answer(a) not in golds and not token_f1(a, list(golds))]
+    candidates = [a for a in pool if normalize_answer(a) not in golds and not squad_f1(a, list(golds))]
     return rng.choice(candidates) if candidates else "zzyzx quorble"
 
 

@@ -24,8 +24,6 @@ under Dagster Pipes (`assets.training.sft_model`), progress goes to the run's ev
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -35,12 +33,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from training.run import RunConfig, cli as run_cli, finished_run, progress_callback, run_dir, write_log_history
+
 logger = logging.getLogger(__name__)
 DONE_FILE = "websim_sft.json"  # written last in model/: a folder without it is not a finished run
 
 
 @dataclass
-class SFTRunConfig:
+class SFTRunConfig(RunConfig):
+    """One SFT run. Its defaults are the only ones: the `sft_model` asset's config is made from these fields."""
+
+    PLUMBING = ("dataset", "output_dir", "data_dir", "num_threads", "retrain")
+    KIND = "SFT"
+
     dataset: str
     """An `sft_traces` folder (export_dataset layout: hf/ or data/train.parquet)."""
     output_dir: str
@@ -49,9 +54,9 @@ class SFTRunConfig:
     data_dir: str = ""
     """websim data dir (for the embedded model); empty: $WEBSIM_HOME or <repo>/.websim."""
     epochs: float = 1.0
-    max_steps: int = -1
-    """> 0 overrides `epochs`."""
-    learning_rate: float = 1e-4
+    max_steps: int = 8
+    """> 0 overrides `epochs` (-1: train for `epochs`)."""
+    learning_rate: float = 3e-4
     lr_scheduler_type: str = "constant"
     warmup_steps: int = 0
     batch_size: int = 1
@@ -68,26 +73,15 @@ class SFTRunConfig:
     lora_target_modules: str = "all-linear"
     seed: int = 0
     logging_steps: int = 1
-    save_steps: int = 5
+    save_steps: int = 4
     save_total_limit: int = 2
     bf16: bool = False
     """bf16 autocast on CPU too (on a GPU it is always on). Off by default on CPU (ARCHITECTURE.md); on CPUs with
     AVX512-BF16 a step measured 2.5x faster here."""
-    num_threads: int = 0
+    num_threads: int = 1
     """torch intra-op threads (0: torch's default). On shared CPUs fewer threads are faster."""
     retrain: bool = False
     """Train again even if `output_dir/model` holds a finished run."""
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SFTRunConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown SFT config fields: {sorted(unknown)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 # ---- data ----------------------------------------------------------------------------------------------------------
@@ -145,34 +139,9 @@ def loss_token_share(train_dataset) -> float:
 
 # ---- the run -------------------------------------------------------------------------------------------------------
 
-def _progress_callback(log: Callable[[str], None]):
-    from transformers import TrainerCallback
-
-    class Progress(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs:
-                shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in logs.items()}
-                log(f"step {state.global_step}/{state.max_steps}: {json.dumps(shown)}")
-
-    return Progress()
-
-
-def run_dir(root: str | Path, run_fields: dict[str, Any], data_provenance: dict[str, Any], name: str = "") -> Path:
-    """`<root>/<name>`, or `<root>/sft-<hash of the run's settings and its data's provenance>`: the same config on
-    the same data lands in the same folder, so a crashed run is resumed and a finished one reused."""
-    import hashlib
-
-    blob = json.dumps([run_fields, data_provenance], sort_keys=True, default=str).encode()
-    return Path(root) / (name or f"sft-{hashlib.sha256(blob).hexdigest()[:12]}")
-
-
-def finished_run(output_dir: str | Path) -> dict | None:
-    """metrics of a finished run in `output_dir`, or None."""
-    done = Path(output_dir) / "model" / DONE_FILE
-    metrics = Path(output_dir) / "metrics.json"
-    if done.is_file() and metrics.is_file():
-        return json.loads(metrics.read_text())
-    return None
+def sft_run_dir(root: str | Path, settings: dict[str, Any], data_provenance: dict[str, Any], name: str = "") -> Path:
+    """`<root>/<name>`, or `<root>/sft-<hash of the run's settings and its data's provenance>`."""
+    return run_dir(root, "sft", [settings, data_provenance], name)
 
 
 def build_trainer(config: SFTRunConfig, log: Callable[[str], None] | None = None):
@@ -212,7 +181,7 @@ def build_trainer(config: SFTRunConfig, log: Callable[[str], None] | None = None
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                                  target_modules=config.lora_target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=base, args=args, train_dataset=ds, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[_progress_callback(log)])
+                         peft_config=peft_config, callbacks=[progress_callback(log)])
     counts["base_model"] = base
     counts["device"] = "cuda" if gpu else "cpu"
     return trainer, counts, tokenizer.chat_template
@@ -222,7 +191,7 @@ def main(config: SFTRunConfig, log: Callable[[str], None] | None = None) -> dict
     """Train (or resume, or reuse a finished run) and return the run's metrics."""
     log = log or (lambda msg: logger.info(msg))
     out = Path(config.output_dir)
-    if not config.retrain and (done := finished_run(out)) is not None:
+    if not config.retrain and (done := finished_run(out, DONE_FILE)) is not None:
         log(f"{out} already holds a finished run; reusing it (retrain=true trains again)")
         return {**done, "reused": True}
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -267,9 +236,7 @@ def main(config: SFTRunConfig, log: Callable[[str], None] | None = None) -> dict
         "lora": config.lora,
         "config": config.to_dict(),
     }
-    with open(out / "log_history.jsonl", "w") as fh:
-        for h in history:
-            fh.write(json.dumps(h) + "\n")
+    write_log_history(history, out / "log_history.jsonl")
     plot_loss(losses, out / "loss_curve.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (model_dir / DONE_FILE).write_text(json.dumps({"steps": metrics["steps"], "train_loss": metrics["train_loss"]}))
@@ -297,32 +264,9 @@ def plot_loss(losses: list[tuple[int, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def _pipes_logger() -> tuple[Callable[[str], None], Any]:
-    """Log to the Dagster run when launched through Pipes, else to stderr."""
-    from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
-
-    if PipesEnvVarParamsLoader().is_dagster_pipes_process():
-        pipes = open_dagster_pipes()
-        return pipes.log.info, pipes
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    return logger.info, None
-
-
 def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="SFT of the search agent on sft_traces (TRL SFTTrainer).")
-    parser.add_argument("--config", required=True, help="JSON file with SFTRunConfig fields")
-    args = parser.parse_args(argv)
-    config = SFTRunConfig.from_dict(json.loads(Path(args.config).read_text()))
-    log, pipes = _pipes_logger()
-    try:
-        metrics = main(config, log)
-        if pipes is not None:
-            pipes.report_custom_message({"metrics_path": str(Path(config.output_dir) / "metrics.json"),
-                                         "steps": metrics["steps"]})
-    finally:
-        if pipes is not None:
-            pipes.close()
-    return 0
+    return run_cli(argv, description="SFT of the search agent on sft_traces (TRL SFTTrainer).",
+                   config_cls=SFTRunConfig, main=main)
 
 
 if __name__ == "__main__":

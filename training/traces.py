@@ -35,7 +35,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
-from pipeline.text.answers import answer_in_text, exact_match, token_f1
+from pipeline.datasets.io import read_split
+from pipeline.text.answers import answer_in_text, exact_match, squad_f1
 from training.agent_loop import (PROMPT_VERSION, SYSTEM_PROMPT, AgentConfig, Trajectory, golds, initial_messages,
                                  run_agent)
 from training.env import ANSWER_RECEIVED, TOOL_SCHEMAS, SearchEnv
@@ -65,10 +66,7 @@ class TeacherConfig:
 
 def read_questions(dataset_dir: str | Path, split: str = "train") -> list[dict]:
     """The rows of one split of a `hard_queries` dataset folder (`data/<split>.parquet`); [] when absent."""
-    import pyarrow.parquet as pq
-
-    path = Path(dataset_dir) / "data" / f"{split}.parquet"
-    return pq.read_table(path).to_pylist() if path.is_file() else []
+    return read_split(dataset_dir, split)
 
 
 def assert_train_only(rows: Iterable[Mapping[str, Any]]) -> None:
@@ -193,7 +191,7 @@ def demonstration(row: Mapping[str, Any], env: SearchEnv, *, system_prompt: str 
             thought = f'The page says: "{_short(quote)}" I follow the link to {title}.'
         else:
             thought = f"This page links to {title}, the next article I need; I follow that link."
-        if env.steps >= env.max_steps:
+        if env.steps >= env.max_tool_calls:
             return None, "too_many_steps"
         page = w.call(thought, "follow_link", title=title)
         if page.startswith("Error"):
@@ -211,7 +209,7 @@ def demonstration(row: Mapping[str, Any], env: SearchEnv, *, system_prompt: str 
         if offset == 0 and answer_in_text(golds(row), page):
             offset = None  # the view already shows it: no need to read the same part again
     if offset is not None:
-        if env.steps >= env.max_steps:
+        if env.steps >= env.max_tool_calls:
             return None, "too_many_steps"
         page = w.call("The answer is not in this part of the page; I read on where the relevant passage is.",
                       "open_url", url=answer_step["url"], offset=offset)
@@ -285,7 +283,7 @@ def judge_rollout(traj: Trajectory, min_f1: float) -> str | None:
         return "no_answer"
     if traj.invalid_turns:
         return "invalid_turns"
-    if not (exact_match(traj.final_answer, traj.gold) or token_f1(traj.final_answer, traj.gold) >= min_f1):
+    if not (exact_match(traj.final_answer, traj.gold) or squad_f1(traj.final_answer, traj.gold) >= min_f1):
         return "wrong_answer"
     return None
 
@@ -368,7 +366,7 @@ def trace_rows(traces: Sequence[dict], *, snapshot_id: str, teacher_model: str =
             "id": f"{key}-{counts[key] - 1}", "source": t["source"], "messages": t["messages"],
             "tools": TOOL_SCHEMAS, "question_id": str(q["id"]), "question": q["question"], "answer": q["answer"],
             "aliases": list(q.get("aliases") or []), "final_answer": t["final_answer"],
-            "exact_match": exact_match(t["final_answer"], g), "f1": token_f1(t["final_answer"], g),
+            "exact_match": exact_match(t["final_answer"], g), "f1": squad_f1(t["final_answer"], g),
             "hops": q.get("hops"), "n_tool_calls": t["n_tool_calls"],
             "n_turns": sum(1 for m in t["messages"] if m["role"] == "assistant"),
             "trajectory_id": t["trajectory_id"], "seed": t.get("seed"), "try_index": t.get("try_index", 0),
@@ -454,7 +452,7 @@ class TracesConfig:
     """Train questions the teacher tries (0: all)."""
     teacher_config: TeacherConfig = TeacherConfig()
     env: dict = field(default_factory=dict)
-    """`SearchEnv` options (max_steps, search_k, snippet_chars, max_chars, max_links): what the model reads."""
+    """`SearchEnv` options (max_tool_calls, search_k, snippet_chars, max_chars, max_links): what the model reads."""
     replay_sample: int = 20
     """Demonstrations re-run for the replay check (0: all)."""
 

@@ -30,27 +30,16 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from pipeline.text.lexical import STOPWORDS, split_sentences, tokens
+from pipeline.text.patterns import DATE, MONTHS, NUMBER, SENTENCE_STARTERS, YEAR
 
 ANSWER_KINDS = ("date", "year", "number", "name", "place")
 DEFAULT_HOP_MIX = {1: 0.15, 2: 0.4, 3: 0.3, 4: 0.15}
 
-_MONTHS = ("January|February|March|April|May|June|July|August|September|October|November|December")
-_DATE = re.compile(
-    rf"\b(?:(?:\d{{1,2}})\s+(?:{_MONTHS}),?\s+\d{{3,4}}|(?:{_MONTHS})\s+\d{{1,2}},\s+\d{{3,4}})\b")
-# A year on its own: not a decade ("1880s"), not part of a range or a larger number, not a unit value.
-_YEAR = re.compile(
-    r"(?<![\d,.\-/$£€])\b(1[0-9]{3}|20[0-2][0-9])\b(?!\d|,\d|s\b|\s*[-–]\s*\d|\s*(?:km|m|kg|ft|BC|BCE)\b)")
-# A number followed by the word it counts: "450 passengers", "591,528 inhabitants", "44 percent".
-_NUMBER = re.compile(r"(?<![\d,.\-/])\b(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?:\s?(%|per ?cent\b))?(?=\s+[a-z]{3,}|\s?%)")
 _CONNECTORS = r"(?:of|de|da|del|della|di|von|van|der|den|du|la|le|y|the)"
 _NAME = re.compile(
     rf"\b[A-Z][\w'’\-]*[a-z][\w'’\-]*(?:\s+(?:{_CONNECTORS}\s+)?[A-Z][\w'’\-]*[a-z][\w'’\-]*)+")
 _PLACE_CUE = re.compile(r"\b(?:in|at|near|from|born in|capital of|city of)\s+$")
-_SENTENCE_STARTERS = frozenset("""
-The A An In On At By For From During After Before Since As It Its This That These Those He She They His Her Their
-When While Although Though However Many Most Some Other Both Each Following Under Until With Without Today Later
-""".split())
-_NOT_NAMES = frozenset(f"{_MONTHS}|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday".split("|"))
+_NOT_NAMES = frozenset(f"{MONTHS}|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday".split("|"))
 _BOILERPLATE = ("Wikipedia Selection", "Related subjects", "CAPTION", "SOS Children", "Enlarge")
 
 
@@ -119,29 +108,29 @@ def extract_facts(text: str, title: str = "", kinds: Sequence[str] = ANSWER_KIND
             continue
         found: list[Fact] = []
         taken: list[tuple[int, int]] = []
-        for m in _DATE.finditer(sentence):
+        for m in DATE.finditer(sentence):
             found.append(Fact(m.group(0), "date", sentence, m.start(), m.end()))
             taken.append(m.span())
-        for m in _YEAR.finditer(sentence):
+        for m in YEAR.finditer(sentence):
             if not any(a <= m.start() < b for a, b in taken):
                 found.append(Fact(m.group(1), "year", sentence, m.start(1), m.end(1)))
-        for m in _NUMBER.finditer(sentence):
+        for m in NUMBER.finditer(sentence):
             value = m.group(1)
             before = sentence[:m.start()].split()[-1:]
-            if (any(a <= m.start() < b for a, b in taken) or _YEAR.fullmatch(value)
+            if (any(a <= m.start() < b for a, b in taken) or YEAR.fullmatch(value)
                     or float(value.replace(",", "")) < 10 or (before and before[0][:1].isupper())):
                 continue  # part of a date, a year, too small, or part of a name ("Canon 331", "Apollo 11")
             found.append(Fact(m.group(0), "number", sentence, m.start(), m.end()))
         for m in _NAME.finditer(sentence):
             name, start = m.group(0), m.start()
             first, _, rest = name.partition(" ")
-            if start == 0 and (first in _SENTENCE_STARTERS or first.casefold() in common):
+            if start == 0 and (first in SENTENCE_STARTERS or first.casefold() in common):
                 name, start = rest, start + len(first) + 1
                 if " " not in name or not name[:1].isupper():
                     continue
             name = re.sub(r"['’]s?$", "", name)
             words = name.split()
-            if len(words) < 2 or any(w in _NOT_NAMES or w in _SENTENCE_STARTERS for w in (words[0], words[-1])):
+            if len(words) < 2 or any(w in _NOT_NAMES or w in SENTENCE_STARTERS for w in (words[0], words[-1])):
                 continue
             after = sentence[start + len(name):]
             if re.match(r"\s+(?:[A-Z0-9]|(?:and|of|de|la)\s+[A-Z])|[-–]\w", after) or re.search(r"['’]s\s", name):

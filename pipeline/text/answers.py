@@ -5,7 +5,7 @@ The one definition that question synthesis (is the gold answer on the evidence p
 
 - `normalize_answer`: the SQuAD rule (lower case, no punctuation, no articles a/an/the, single spaces), after
   Unicode NFKC and folding typographic quotes and dashes, so "Musée" == "musée" and "1,000" == "1000".
-- `exact_match` / `token_f1`: the best score over the gold answer and its aliases (HotpotQA's rule that
+- `exact_match` / `squad_f1`: the best score over the gold answer and its aliases (HotpotQA's rule that
   yes/no/noanswer only ever match themselves included).
 - `answer_in_text`: whether an answer (or any alias) occurs in a text as a whole-token sequence.
 
@@ -20,12 +20,8 @@ import unicodedata
 from collections import Counter
 from typing import Iterable
 
-_FOLD = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
-    "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u200b": "",
-})
+from pipeline.text.lexical import TYPOGRAPHY_FOLD
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _DIGIT_GROUP = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _SPECIAL = {"yes", "no", "noanswer"}
@@ -36,7 +32,7 @@ def _is_punct(ch: str) -> bool:
 
 
 def _fold(s: str) -> str:
-    s = unicodedata.normalize("NFKC", s or "").translate(_FOLD).casefold()
+    s = unicodedata.normalize("NFKC", s or "").translate(TYPOGRAPHY_FOLD).casefold()
     return _DIGIT_GROUP.sub("", s)
 
 
@@ -74,7 +70,7 @@ def _f1(pred: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def token_f1(pred: str, golds: str | Iterable[str]) -> float:
+def squad_f1(pred: str, golds: str | Iterable[str]) -> float:
     """SQuAD token F1 of the prediction against the best-matching gold answer (0.0 without golds)."""
     return max((_f1(pred, g) for g in _golds(golds)), default=0.0)
 

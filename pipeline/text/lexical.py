@@ -13,7 +13,7 @@ import unicodedata
 from collections import Counter
 from typing import Iterable
 
-_TRANSLATE = str.maketrans({
+TYPOGRAPHY_FOLD = str.maketrans({  # typographic quotes, dashes and spaces -> ASCII
     "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
     "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
     "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
@@ -36,7 +36,7 @@ much must upon within without became become becomes although though however thus
 
 def normalize(text: str) -> str:
     """NFKC, typographic quotes/dashes folded to ASCII, case-folded, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text or "").translate(_TRANSLATE)
+    text = unicodedata.normalize("NFKC", text or "").translate(TYPOGRAPHY_FOLD)
     return _WS.sub(" ", text.casefold()).strip()
 
 
@@ -50,7 +50,7 @@ def content_tokens(text: str) -> list[str]:
     return [t for t in tokens(text) if t not in STOPWORDS]
 
 
-def token_f1(candidate: Iterable[str] | str, reference: Iterable[str] | str) -> float:
+def bag_f1(candidate: Iterable[str] | str, reference: Iterable[str] | str) -> float:
     """Bag-of-content-tokens F1 (SQuAD style); strings are tokenised with `content_tokens`."""
     cand = Counter(content_tokens(candidate) if isinstance(candidate, str) else candidate)
     ref = Counter(content_tokens(reference) if isinstance(reference, str) else reference)

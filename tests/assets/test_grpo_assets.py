@@ -7,10 +7,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.grpo import evaluation, grpo_model
+from assets.evaluation import evaluation
 from assets.llm_resource import LLMResource
 from assets.simulator import SimulatorResource
-from assets.training import sft_model, sft_traces
+from assets.training import grpo_model, sft_model, sft_traces
 from tests.support import small_questions
 
 

@@ -9,8 +9,8 @@ import dagster as dg
 from assets import defs
 from assets.ingest import link_graph, pages, warc_pages
 from assets.resources import InputsResource, StoreResource
-from assets.schedules import (SIGNATURE_TAG, failure_log_path, refresh_decision, refresh_job, refresh_on_new_pages,
-                              run_failure_log)
+from assets.schedules import SIGNATURE_TAG, refresh_decision, refresh_job, refresh_on_new_pages
+from assets.sensors import failure_log_path, run_failure_log
 from assets.simulator import SimulatorResource, snapshot
 from tests.support import sample
 

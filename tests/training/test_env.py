@@ -13,7 +13,7 @@ from tests.support import WIKI
 
 @pytest.fixture()
 def env(small_snapshot):
-    e = SearchEnv(small_snapshot.path, session="test-env", max_steps=6)
+    e = SearchEnv(small_snapshot.path, session="test-env", max_tool_calls=6)
     e.reset(id="q1", trajectory_id=f"traj-env-{uuid.uuid4().hex}")
     return e
 
@@ -98,9 +98,9 @@ def test_reading_on_with_an_offset(small_snapshot):
 
 
 def test_factory_shares_one_simulator(small_snapshot):
-    make = SearchEnv.factory(small_snapshot.path, max_steps=3)
+    make = SearchEnv.factory(small_snapshot.path, max_tool_calls=3)
     a, b = make(), make()
-    assert a is not b and a.simulator is b.simulator and a.max_steps == 3
+    assert a is not b and a.simulator is b.simulator and a.max_tool_calls == 3
     assert a.trajectory_id != b.trajectory_id
 
 

@@ -97,7 +97,7 @@ def test_rejections_are_counted_with_reasons(make_env):
     traces, rejected = demonstrations(rows, make_env)
     assert sorted(t["question"]["id"] for t in traces) == ["basalt", "detour", "nebula", "penguin", "toolong"]
     assert rejected == {"start_not_found": 1, "no_link": 1, "answer_not_shown": 1}
-    short = SearchEnv.factory(make_env().simulator, max_steps=3)
+    short = SearchEnv.factory(make_env().simulator, max_tool_calls=3)
     assert demonstration(rows[-1], short())[1] == "too_many_steps"
 
 

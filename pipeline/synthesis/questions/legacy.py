@@ -53,8 +53,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 import pyarrow as pa
 
-from pipeline.text.answers import answer_in_text, normalize_answer, token_f1
-from pipeline.synthesis.chains import _DATE, _MONTHS, _NUMBER, _SENTENCE_STARTERS, _YEAR, is_prose_sentence
+from pipeline.text.answers import answer_in_text, normalize_answer, squad_f1 as token_f1
+from pipeline.synthesis.chains import is_prose_sentence
+from pipeline.text.patterns import DATE as _DATE, MONTHS as _MONTHS, NUMBER as _NUMBER, SENTENCE_STARTERS as _SENTENCE_STARTERS, YEAR as _YEAR  # noqa: E501
 from pipeline.text.lexical import STOPWORDS, content_tokens, quote_in, split_sentences, strip_quote, token_recall, tokens
 from pipeline.datasets.splits import split_of
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from pipeline.text.lexical import content_tokens, split_sentences, token_f1, token_recall
+from pipeline.text.lexical import content_tokens, split_sentences, bag_f1, token_recall
 
 COVER_F1 = 0.4
 SUPPORT_RECALL = 0.5
@@ -140,7 +140,7 @@ def coverage_score(text: str, key_points: Sequence[dict]) -> float:
     covered = 0
     for kp in key_points:
         targets = [content_tokens(kp.get("point") or ""), content_tokens(kp.get("quote") or "")]
-        if any(token_f1(s, t) >= COVER_F1 for s in sentences for t in targets if t):
+        if any(bag_f1(s, t) >= COVER_F1 for s in sentences for t in targets if t):
             covered += 1
     return covered / len(key_points)
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline.text.answers import answer_in_text, exact_match, normalize_answer, token_f1
+from pipeline.text.answers import answer_in_text, exact_match, normalize_answer, squad_f1
 from tests.support import sample
 
 
@@ -32,13 +32,13 @@ def test_exact_match_over_aliases():
 
 
 def test_token_f1_is_squad_f1():
-    assert token_f1("Kauffman Stadium", "Kauffman Stadium") == 1.0
+    assert squad_f1("Kauffman Stadium", "Kauffman Stadium") == 1.0
     # pred "Stadio Olimpico" vs gold "Stadio Olimpico in Rome, Italy": 2 common of 2 / 5 tokens ("in" is kept)
-    assert token_f1("Stadio Olimpico", "Stadio Olimpico in Rome, Italy") == pytest.approx(2 * 1 * 0.4 / 1.4)
-    assert token_f1("December 1974", ["1974", "December 1974"]) == 1.0
-    assert token_f1("Paris", "Rome") == 0.0
+    assert squad_f1("Stadio Olimpico", "Stadio Olimpico in Rome, Italy") == pytest.approx(2 * 1 * 0.4 / 1.4)
+    assert squad_f1("December 1974", ["1974", "December 1974"]) == 1.0
+    assert squad_f1("Paris", "Rome") == 0.0
     # HotpotQA: yes/no only ever match themselves
-    assert token_f1("no", "yes") == 0.0 and token_f1("yes it is", "yes") == 0.0 and token_f1("yes", "yes") == 1.0
+    assert squad_f1("no", "yes") == 0.0 and squad_f1("yes it is", "yes") == 0.0 and squad_f1("yes", "yes") == 1.0
 
 
 def test_answer_in_text_matches_whole_tokens():
@@ -57,7 +57,7 @@ def test_hotpotqa_answers_match_themselves_and_their_variants(hotpot):
     assert len(hotpot) == 500
     for row in hotpot:
         gold = row["answer"]
-        assert exact_match(gold, gold) == 1.0 and token_f1(gold, gold) == 1.0
+        assert exact_match(gold, gold) == 1.0 and squad_f1(gold, gold) == 1.0
         assert exact_match(f"  {gold.upper()}. ", gold) == 1.0  # case, whitespace, trailing punctuation
         if normalize_answer(gold):
             assert answer_in_text(gold, f"We read that {gold} was the one.")
@@ -65,7 +65,7 @@ def test_hotpotqa_answers_match_themselves_and_their_variants(hotpot):
     # a prediction that adds words keeps partial credit but no exact match
     row = next(r for r in hotpot if r["answer"] == "Kauffman Stadium")
     assert exact_match("Kauffman Stadium in Kansas City", row["answer"]) == 0.0
-    assert token_f1("Kauffman Stadium in Kansas City", row["answer"]) == pytest.approx(2 * 0.4 * 1 / 1.4)
+    assert squad_f1("Kauffman Stadium in Kansas City", row["answer"]) == pytest.approx(2 * 0.4 * 1 / 1.4)
     # yes/no questions: the other polarity scores nothing
     yes_no = [r for r in hotpot if r["answer"] in ("yes", "no")]
-    assert yes_no and all(token_f1("no" if r["answer"] == "yes" else "yes", r["answer"]) == 0.0 for r in yes_no)
+    assert yes_no and all(squad_f1("no" if r["answer"] == "yes" else "yes", r["answer"]) == 0.0 for r in yes_no)

@@ -1,0 +1,103 @@
+"""Evaluation assets: `evaluation` (base vs SFT vs GRPO on the eval split, with a no-leakage check first)."""
+
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from assets.handoffs import dataset_dir, json_metadata, latest_path, md_image, model_dir, snapshot_of
+from assets.llm_resource import LLMResource
+from assets.simulator import SimulatorResource
+from assets.training import grpo_model, sft_model
+from pipeline import config as websim_config
+
+EVAL_NEVER_TRAINED_ON = "No evaluation question or report task was trained on: none of their ids, and no question's " \
+                        "normalised text, is in the SFT traces or the GRPO run's training data; all are eval-split."
+
+
+class EvaluationConfig(dg.Config):
+    questions_dir: str = ""
+    """hard_queries folder (eval split); empty: <data dir>/datasets/hard_queries."""
+    eval_questions: int = 8
+    """Eval questions used (0: all)."""
+    report_tasks_dir: str = ""
+    """report_tasks folder (eval split); empty: the latest `report_tasks` materialization's, if any."""
+    eval_report_tasks: int = 2
+    """Eval report tasks each model writes (0: none)."""
+    base_model: str = ""
+    """Empty: the SFT run's base model."""
+    sft_model_dir: str = ""
+    """Empty: the latest `sft_model` materialization's model folder."""
+    grpo_model_dir: str = ""
+    """Empty: the latest `grpo_model` materialization's model folder."""
+    max_turns: int = 6
+    max_tokens: int = 96
+    report_max_tokens: int = 256
+    backend: str = "transformers"
+    num_threads: int = 0
+    output_dir: str = ""
+    """Empty: <data dir>/eval."""
+
+
+@dg.asset(
+    deps=[sft_model, grpo_model],
+    group_name="training",
+    kinds={"json"},
+    check_specs=[dg.AssetCheckSpec("eval_never_trained_on", asset="evaluation", blocking=True,
+                                   description=EVAL_NEVER_TRAINED_ON)],
+    description="Base vs SFT vs GRPO on the eval split through the agent loop in the simulated web: accuracy, F1, "
+                "tool calls per question, format validity, report-task scores; a table and plots here, the full "
+                "results (every trajectory's answer and grades) in a JSON file.",
+)
+def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simulator: SimulatorResource,
+               llm: LLMResource):
+    from training.evaluate import (EvalConfig, check_never_trained_on, evaluate, plot_results, results_table_md,
+                                   sft_run_of, write_results)
+    from training.grpo import read_report_tasks
+    from training.traces import read_questions
+
+    sft_dir = model_dir(context.instance, config.sft_model_dir, sft_model.key, "SFT", "sft_model_dir")
+    grpo_dir = model_dir(context.instance, config.grpo_model_dir, grpo_model.key, "GRPO", "grpo_model_dir")
+    sft_run, provenance = sft_run_of(sft_dir)
+    qdir = dataset_dir(config.questions_dir, "hard_queries")
+    questions = read_questions(qdir, "eval")[: config.eval_questions or None]
+    if not questions:
+        raise dg.Failure(f"no eval questions in {qdir}")
+    reports_dir = Path(config.report_tasks_dir) if config.report_tasks_dir else latest_path(
+        context.instance, dg.AssetKey("report_tasks"), "path")
+    reports = read_report_tasks(reports_dir, "eval")[: config.eval_report_tasks] if reports_dir and \
+        config.eval_report_tasks else []
+    leak = check_never_trained_on(questions, reports, sft_run, grpo_dir, qdir)
+    yield dg.AssetCheckResult(check_name="eval_never_trained_on", metadata=json_metadata(leak),
+                              passed=leak["passed"] and bool(leak["sources"]["grpo_train_ids"]))
+    if not leak["passed"]:
+        raise dg.Failure(f"eval questions were trained on: {leak['overlap_by_id'] or leak['overlap_by_text']}")
+    snap = snapshot_of(simulator, provenance.get("snapshot_id", "") or (questions[0].get("snapshot_id") or ""))
+    models = {"base": config.base_model or sft_run.get("base_model") or "embedded", "sft": str(sft_dir),
+              "grpo": str(grpo_dir)}
+    context.log.info(f"evaluating {models} on {len(questions)} eval questions and {len(reports)} report tasks")
+    results = evaluate(models, questions, str(snap.path), EvalConfig(
+        max_turns=config.max_turns, max_tokens=config.max_tokens, report_max_tokens=config.report_max_tokens,
+        backend=config.backend, num_threads=config.num_threads, env=provenance.get("env", {})),
+        report_tasks=reports, data_dir=llm.data_dir or None, log=context.log.info)
+    results["leakage_check"] = leak
+    out_dir = Path(config.output_dir) if config.output_dir else websim_config.data_dir() / "eval"
+    path = write_results(results, out_dir / f"evaluation-{time.strftime('%Y%m%dT%H%M%S')}-{context.run_id[:8]}.json")
+    png = plot_results(results, path.with_suffix(".png"))
+    context.log.info("\n" + results_table_md(results))
+    yield dg.MaterializeResult(metadata={
+        "results": dg.MetadataValue.path(str(path)), "table": dg.MetadataValue.md(results_table_md(results)),
+        "plots": dg.MetadataValue.md(md_image(png.read_bytes(), "base vs SFT vs GRPO")),
+        "plots_png": dg.MetadataValue.path(str(png)), "questions": len(questions), "report_tasks": len(reports),
+        "snapshot_id": snap.id, "models": dg.MetadataValue.json(models), **model_figures(results)})
+
+
+def model_figures(results: dict) -> dict:
+    """Per model: accuracy, F1, tool calls per question, format validity (and report score) as flat metadata."""
+    out = {}
+    for name, m in results["models"].items():
+        out.update({f"{name}_{key}": m[key] for key in ("accuracy", "f1", "tool_calls_per_question",
+                                                       "format_validity")})
+        if m.get("report"):
+            out[f"{name}_report_score"] = m["report"].get("mean_score") or 0.0
+    return out
