@@ -212,6 +212,8 @@ def sft_model(context: dg.AssetExecutionContext, config: SFTModelConfig, simulat
             metadata.update({f"{name}_{k}": result[k] for k in ("valid_tool_call_rate", "exact_match", "f1",
                                                                  "answered_rate")})
         metadata["eval"] = dg.MetadataValue.json({"questions": len(questions), **results})
+        context.log.info(f"valid tool-call rate {results['base']['valid_tool_call_rate']} (base) -> "
+                         f"{results['sft']['valid_tool_call_rate']} (SFT)")
     return dg.Output(str(out / "model"), metadata=metadata)
 
 
