@@ -1,7 +1,8 @@
 """Robust WARC reading: one WARC (or ARC) file in; HTML captures, redirects and named rejections out.
 
 This module owns everything between the bytes on disk and a decoded HTML string: record framing
-and recovery from damage, record-type and MIME filtering, revisit resolution and charset decoding.
+and recovery from damage, record-type filtering and revisit resolution; the payload rules (MIME
+filtering, charset decoding) live in `pipeline.ingest.payload` and are re-exported here.
 As in datatrove's `process_record`, nothing here raises for bad content. Every record is either
 yielded (`WarcCapture`, `WarcRedirect`), counted as skipped (`counters["skipped_<why>"]`), or
 yielded as a `WarcRejection` with a snake_case reason that is also counted as `rejected_<reason>`.
@@ -19,7 +20,6 @@ frame correctly before and after the damage are all kept.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import gzip
 import io
@@ -28,36 +28,23 @@ import zlib
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.limitreader import LimitReader
 
+from pipeline.ingest.payload import (  # noqa: F401 - decode_html, text_codec, ... are also this module's API
+    HTML_TYPES,
+    decode_html,
+    header_charset,
+    is_html,
+    mime_type,
+    sniff_meta_charset,
+    text_codec,
+    unknown_type,
+)
 from pipeline.ingest.urls import normalize_url
-
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-# Content types that say nothing about the payload: sniff it instead.
-_UNKNOWN_TYPES = frozenset({
-    "", "application/octet-stream", "binary/octet-stream", "application/unknown", "unknown",
-    "unknown/unknown", "application/x-unknown", "application/x-unknown-content-type", "*/*",
-    "none", "no-type", "x-unknown/x-unknown",
-})
-_SNIFF_BYTES = 1024
-_META_BYTES = 4096
-_META_CHARSET = re.compile(rb"""<meta[^>]{0,512}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:+-]{1,40})""", re.I)
-_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9_.:+-]{1,40})""", re.I)
-_HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([^"';,\s]+)""", re.I)
-# WHATWG Encoding Standard: these labels mean a superset in every browser, and pages rely on it.
-_WHATWG_SUPERSETS = {
-    "ascii": "cp1252", "iso8859-1": "cp1252", "iso8859-9": "cp1254", "iso8859-11": "cp874",
-    "tis-620": "cp874", "shift_jis": "cp932", "euc_kr": "cp949", "gb2312": "gbk", "big5": "big5hkscs",
-}
-_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
-# A declared charset is kept if at most this share of the bytes fails to decode (one stray byte in
-# a UTF-8 page is the page's bug, not a sign that the declaration is wrong).
-_MAX_BAD_BYTE_SHARE = 0.002
 
 _RECORD_START = re.compile(rb"WARC/\d\.\d{1,2}\r?\n|filedesc://|\S{1,4096} \S{1,64} \d{14} \S{1,256} \d{1,12}\r?\n")
 _SECOND_RECORD = re.compile(rb"\r?\n\r?\nWARC/\d\.\d{1,2}\r?\n")
@@ -132,82 +119,7 @@ def read_warc(
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure helpers
-
-
-def decode_html(payload: bytes, header_charset: str | None = None) -> tuple[str, str, str]:
-    """(text, codec, source) for an HTML payload.
-
-    Order: byte-order mark ("detected"), HTTP header charset ("header"), `<meta charset>` /
-    `<meta http-equiv>` / XML declaration in the first 4 KB ("meta"), valid UTF-8 or
-    charset_normalizer ("detected"), UTF-8 with replacement ("default"). A label that is not a
-    text codec, or that fails to decode the bytes, falls through to the next source.
-    """
-    for bom, codec in _BOMS:
-        if payload.startswith(bom):
-            return payload[len(bom):].decode(codec, "replace"), codec, "detected"
-    declared = (("header", header_charset), ("meta", sniff_meta_charset(payload)))
-    for source, label in declared:
-        codec = text_codec(label)
-        if codec:
-            text = _decode_declared(payload, codec)
-            if text is not None:
-                return text, codec, source
-    try:
-        return payload.decode("utf-8"), "utf-8", "detected"
-    except UnicodeDecodeError:
-        pass
-    codec = _detect_charset(payload)
-    if codec:
-        return payload.decode(codec, "replace"), codec, "detected"
-    return payload.decode("utf-8", "replace"), "utf-8", "default"
-
-
-def sniff_meta_charset(payload: bytes) -> str | None:
-    """The charset label declared in the first 4 KB of an HTML document, if any."""
-    head = payload[:_META_BYTES]
-    m = _META_CHARSET.search(head) or _XML_ENCODING.search(head)
-    return m.group(1).decode("ascii", "replace") if m else None
-
-
-@lru_cache(maxsize=256)
-def text_codec(label: str | None) -> str | None:
-    """Python codec name for a charset label, or None if it names no text encoding."""
-    if not label:
-        return None
-    label = label.strip().strip("\"'").lower()
-    if not label or len(label) > 40:
-        return None
-    try:
-        name = codecs.lookup(label).name
-        b"a".decode(name)  # rejects bytes-to-bytes codecs such as "zlib" or "base64"
-    except (LookupError, ValueError):
-        return None
-    return _WHATWG_SUPERSETS.get(name, name)
-
-
-def is_html(mime: str, payload_head: bytes = b"") -> bool:
-    """True for an HTML/XHTML mime type, or for an unknown one whose payload starts like HTML."""
-    if mime in HTML_TYPES:
-        return True
-    if _unknown_type(mime):
-        head = payload_head[:_SNIFF_BYTES].lower()
-        return b"<html" in head or b"<!doctype html" in head
-    return False
-
-
-def _unknown_type(mime: str) -> bool:
-    return mime in _UNKNOWN_TYPES or "/" not in mime
-
-
-def mime_type(content_type: str | None) -> str:
-    """The lower-case mime type of a Content-Type value ("" if none)."""
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
-def header_charset(content_type: str | None) -> str | None:
-    m = _HEADER_CHARSET.search(content_type or "")
-    return m.group(1) if m else None
+# Record headers
 
 
 def parse_warc_date(value: str | None) -> datetime | None:
@@ -224,25 +136,6 @@ def parse_warc_date(value: str | None) -> datetime | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc)
-
-
-def _decode_declared(payload: bytes, codec: str) -> str | None:
-    try:
-        return payload.decode(codec)
-    except UnicodeDecodeError:
-        pass
-    except LookupError:
-        return None
-    text = payload.decode(codec, "replace")
-    bad = text.count("\ufffd")
-    return text if bad <= max(1, len(payload) * _MAX_BAD_BYTE_SHARE) else None
-
-
-def _detect_charset(payload: bytes) -> str | None:
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(payload[:65536]).best()
-    return text_codec(best.encoding) if best is not None else None
 
 
 def _http_status(http) -> int | None:
@@ -424,7 +317,7 @@ class _WarcFileReader:
         location = http.get_header("Location") if http and status and 300 <= status < 400 else None
 
         payload, too_large, payload_error = None, False, None
-        wants_payload = rtype == "response" and not location and (mime in HTML_TYPES or _unknown_type(mime))
+        wants_payload = rtype == "response" and not location and (mime in HTML_TYPES or unknown_type(mime))
         if wants_payload:
             try:
                 with contextlib.redirect_stderr(self._stderr):
@@ -522,7 +415,7 @@ class _WarcFileReader:
 
     def _revisit(self, record, offset, url, uri, status, mime) -> WarcItem | None:
         headers = record.rec_headers
-        if not _unknown_type(mime) and not is_html(mime):
+        if not unknown_type(mime) and not is_html(mime):
             self.counters["skipped_not_html"] += 1
             return None
         original = None
