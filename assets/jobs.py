@@ -5,6 +5,7 @@ import dagster as dg
 from assets.evaluation import evaluation
 from assets.ingest import clickstream, link_graph, pages, warc_pages
 from assets.questions import candidate_questions, evidence_chains, hard_queries
+from assets.navigation import navigation_tasks
 from assets.report_tasks import report_tasks
 from assets.simulator import snapshot
 from assets.training import grpo_model, sft_model, sft_traces
@@ -20,9 +21,11 @@ store_build_job = dg.define_asset_job(
     description="Rebuild the deduplicated pages and the link graph from all ingested partitions, then a new "
                 "simulator snapshot (with checks).")
 synthesis_job = dg.define_asset_job(
-    "synthesis", selection=dg.AssetSelection.assets(report_tasks, evidence_chains, candidate_questions, hard_queries),
+    "synthesis", selection=dg.AssetSelection.assets(report_tasks, evidence_chains, candidate_questions, hard_queries,
+                                                      navigation_tasks),
     description="Synthesise training data from the latest snapshot with the configured model: report-chunking "
-                "tasks, and hard multi-hop questions (evidence chains -> back-translated candidates -> verified).")
+                "tasks, hard multi-hop questions (evidence chains -> back-translated candidates -> verified), and "
+                "navigation tasks from human Wikispeedia paths.")
 training_job = dg.define_asset_job(
     "training", selection=dg.AssetSelection.assets(sft_traces, sft_model, grpo_model, evaluation),
     description="Train the search agent on the synthesised data: SFT traces, SFT (with a before/after check), GRPO "
