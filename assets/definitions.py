@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from assets import (checks, evaluation, executors, ingest, jobs, navigation, questions, report_tasks, schedules, sensors,
-                    simulator, training)
+from assets import (checks, evaluation, executors, ingest, jobs, navigation, questions, report_tasks, schedules,
+                    sensors, simulator, training)
 from assets.llm_resource import LLMResource
 from assets.resources import InputsResource, StoreResource
 

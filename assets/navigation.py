@@ -50,7 +50,7 @@ def navigation_tasks(context: dg.AssetExecutionContext, config: NavigationTasksC
                      store: StoreResource) -> dg.MaterializeResult:
     db_path, snapshot_id = source_db(simulator, store)
     games = config.game_files or [str(websim_config.sample_data_dir() / "wikispeedia" / "paths_unfinished.tsv")]
-    out_dir = Path(config.output_dir) if config.output_dir else websim_config.data_dir() / "datasets" / "navigation_tasks"
+    out_dir = Path(config.output_dir or websim_config.data_dir() / "datasets" / "navigation_tasks")
     run = make_navigation_dataset(db_path, games, out_dir, snapshot_id=snapshot_id, log=context.log.info, config=(
         NavigationConfig(n_tasks=config.n_tasks, seed=config.seed, eval_fraction=config.eval_fraction,
                          described_fraction=config.described_fraction, max_shortest=config.max_shortest,
