@@ -42,7 +42,9 @@ from training.agent_loop import (PROMPT_VERSION, SYSTEM_PROMPT, AgentConfig, Tra
 from training.env import ANSWER_RECEIVED, TOOL_SCHEMAS, SearchEnv
 from training.tool_parser import ToolCall
 
-SOURCES = ("teacher", "demonstration")
+SOURCES = ("teacher", "demonstration", "human_path", "shortest_path")
+"""`human_path` / `shortest_path`: navigation tasks' demonstrations (`training.traces_navigation`)."""
+DEMONSTRATION_SOURCES = ("demonstration", "human_path", "shortest_path")
 DEMO_REJECTIONS = ("eval_split", "no_chain", "tool_error", "start_not_found", "no_link", "link_mismatch",
                    "answer_not_shown", "too_many_steps")
 TEACHER_REJECTIONS = ("no_answer", "wrong_answer", "invalid_turns")
@@ -93,6 +95,10 @@ class _Writer:
         self.messages.append({"role": "tool", "name": name, "content": result})
         self.calls += 1
         return result
+
+
+TraceWriter = _Writer
+"""The writer under a public name, for other demonstration builders (`training.traces_navigation`)."""
 
 
 def closing_message(answer: str) -> dict[str, Any]:
@@ -455,6 +461,10 @@ class TracesConfig:
     """`SearchEnv` options (max_tool_calls, search_k, snippet_chars, max_chars, max_links): what the model reads."""
     replay_sample: int = 20
     """Demonstrations re-run for the replay check (0: all)."""
+    navigation_human: bool = True
+    """Human-path demonstrations of the `navigation_tasks` given to `make_sft_traces`."""
+    navigation_shortest: bool = True
+    """Shortest-path demonstrations of those navigation tasks."""
 
 
 @dataclass
@@ -472,7 +482,8 @@ class TracesRun:
 def make_sft_traces(questions: Sequence[Mapping[str, Any]], snapshot: str | Path, out_dir: str | Path, *,
                     config: TracesConfig = TracesConfig(), teacher: Any = None, teacher_model: str = "",
                     snapshot_id: str = "", run_tag: str = "", log: Callable[[str], None] | None = None,
-                    provenance: Mapping[str, Any] | None = None) -> TracesRun:
+                    provenance: Mapping[str, Any] | None = None,
+                    navigation_tasks: Sequence[Mapping[str, Any]] = ()) -> TracesRun:
     """Demonstrations and (with a `teacher` backend) teacher rollouts for train `questions` on `snapshot`, written
     with `export_dataset` to `out_dir` (card, provenance), then checked against TRACE_CHECKS."""
     from pipeline.datasets.export import export_dataset
@@ -486,6 +497,15 @@ def make_sft_traces(questions: Sequence[Mapping[str, Any]], snapshot: str | Path
         traces += demos
         rejections.update({f"demonstration_{k}": v for k, v in demo_rej.items()})
         log(f"{len(demos)} demonstrations; rejected {dict(demo_rej)}")
+    if navigation_tasks:
+        from training.traces_navigation import navigation_demonstrations
+
+        nav, nav_rej = navigation_demonstrations(
+            navigation_tasks, SearchEnv.factory(snapshot, session="sft-navigation", **config.env),
+            human=config.navigation_human, shortest=config.navigation_shortest, run_tag=run_tag)
+        traces += nav
+        rejections.update({f"navigation_{k}": v for k, v in nav_rej.items()})
+        log(f"{len(nav)} navigation demonstrations from {len(navigation_tasks)} tasks; rejected {dict(nav_rej)}")
     if config.teacher and teacher is not None:
         pool = list(questions[: config.teacher_questions] if config.teacher_questions else questions)
         kept, teacher_rej, teacher_summary = teacher_traces(
@@ -508,7 +528,7 @@ def make_sft_traces(questions: Sequence[Mapping[str, Any]], snapshot: str | Path
         **stats}
     export = export_dataset(trace_table(rows), out_dir, card=traces_card(rows, stats, full_provenance),
                             provenance=full_provenance)
-    demos = [r for r in rows if r["source"] == "demonstration"]
+    demos = [r for r in rows if r["source"] in DEMONSTRATION_SOURCES]
     replay = demos[: config.replay_sample] if config.replay_sample else demos
     checks = check_traces(rows, traces, SearchEnv(snapshot, session="sft-replay", **config.env), replay)
     return TracesRun(rows, stats, full_provenance, export, checks, len(replay))
