@@ -28,7 +28,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "hard_queries": {"config": {"eval_fraction": 0.3}},
         }},
         "training": {"ops": {
-            "sft_traces": {"config": {"teacher_questions": 16, "teacher_tries": 2}},
+            # navigation: 100 train tasks -> about 160 human-path and shortest-path demonstrations, ~1 s
+            "sft_traces": {"config": {"teacher_questions": 16, "teacher_tries": 2, "navigation_tasks": 100}},
             # a demonstration opens 3-6 pages of ~350 tokens each: 2,048 tokens would drop most of them
             "sft_model": {"config": {"max_steps": 8, "eval_questions": 8, "max_length": 4096}},
             "grpo_model": {"config": {"max_steps": 2, "num_generations": 2, "max_completion_length": 384}},

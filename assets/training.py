@@ -16,6 +16,7 @@ from pydantic import create_model
 
 from assets.handoffs import dataset_dir, json_metadata, latest_path, md_image, model_dir, sample_md, snapshot_of
 from assets.llm_resource import LLMResource
+from assets.navigation import navigation_tasks
 from assets.questions import hard_queries
 from assets.simulator import SimulatorResource
 from pipeline import config as websim_config
@@ -69,10 +70,29 @@ class SFTTracesConfig(dg.Config):
     max_links: int = 8
     replay_sample: int = 20
     """Demonstrations re-run for the replay check (0: all)."""
+    navigation_dir: str = ""
+    """The navigation_tasks folder; empty: the latest `navigation_tasks` materialization's, if any."""
+    navigation_tasks: int = 0
+    """Train navigation tasks demonstrated at most (0: all; -1: none)."""
+    navigation_human: bool = True
+    """Human-path demonstrations (replayed Wikispeedia paths) of the navigation tasks."""
+    navigation_shortest: bool = True
+    """Shortest-path demonstrations of the navigation tasks."""
+
+
+def navigation_train_rows(instance: dg.DagsterInstance, config: SFTTracesConfig) -> list[dict]:
+    """Train-split navigation tasks for demonstrations ([] when there is no navigation dataset, or none wanted)."""
+    from pipeline.datasets.io import read_split
+
+    folder = Path(config.navigation_dir) if config.navigation_dir else latest_path(
+        instance, dg.AssetKey("navigation_tasks"), "path")
+    if config.navigation_tasks < 0 or folder is None:
+        return []
+    return read_split(folder, "train")[: config.navigation_tasks or None]
 
 
 @dg.asset(
-    deps=[hard_queries],
+    deps=[hard_queries, navigation_tasks],
     group_name="training",
     kinds={"parquet"},
     check_specs=[dg.AssetCheckSpec(name, asset="sft_traces", description=promise)
@@ -102,10 +122,11 @@ def sft_traces(context: dg.AssetExecutionContext, config: SFTTracesConfig, llm: 
         rows, str(snap.path), dataset_dir(config.output_dir, "sft_traces"),
         config=TracesConfig(demonstrations=config.demonstrations, teacher=config.teacher,
                             teacher_questions=config.teacher_questions, teacher_config=teacher, env=env,
-                            replay_sample=config.replay_sample),
+                            replay_sample=config.replay_sample, navigation_human=config.navigation_human,
+                            navigation_shortest=config.navigation_shortest),
         teacher=llm.get_backend() if config.teacher else None, teacher_model=llm.model_id() if config.teacher else "",
         snapshot_id=snap.id, run_tag=context.run_id[:8], log=context.log.info,
-        provenance={"questions_dir": str(qdir)})
+        provenance={"questions_dir": str(qdir)}, navigation_tasks=navigation_train_rows(context.instance, config))
     checks = [dg.AssetCheckResult(check_name=name, passed=bad == 0, metadata={
         "violations": bad, "examples": dg.MetadataValue.json(examples),
         **({"replayed": run.replayed} if name == "demonstrations_replay" else {})})
@@ -114,6 +135,7 @@ def sft_traces(context: dg.AssetExecutionContext, config: SFTTracesConfig, llm: 
         "path": dg.MetadataValue.path(run.export["path"]), "dagster/row_count": len(run.rows),
         "traces_demonstration": run.stats["by_source"]["demonstration"],
         "traces_teacher": run.stats["by_source"]["teacher"], "questions": len(rows),
+        **{f"traces_{s}": run.stats["by_source"][s] for s in ("human_path", "shortest_path")},
         "rejections": dg.MetadataValue.json(run.stats["rejections"]),
         "teacher_model": run.provenance["teacher_model"],
         "teacher_summary": dg.MetadataValue.json(run.stats["teacher_summary"]), "snapshot_id": snap.id,
