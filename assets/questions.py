@@ -1,220 +1,150 @@
-"""Synthesis assets: evidence chains over the snapshot, back-translated candidate questions, verified hard queries.
+"""Synthesis assets: structured question seeds over the snapshot, polished candidates, verified hard queries.
 
-`evidence_chains` -> `candidate_questions` -> `hard_queries` (+ `hard_queries_rejected` beside it). The chains file
-pins the snapshot and the seed; the later stages read both from it, so a run never mixes snapshots. Model calls
-are greedy with that seed and prompts depend only on the chains: a re-run, or a run resumed after a crash, is
+`evidence_chains` (the structured seeds: each an answer computed on the graph, its evidence pages and clue sets)
+-> `candidate_questions` (best-of-n polish by the model) -> `hard_queries` (+ `hard_queries_rejected`). Each step
+records the file it wrote in its materialization metadata (`path`), in a folder of the snapshot it was made on;
+the next step reads that file, so a run never mixes snapshots. A re-run, or a run resumed after a crash, is
 served from the generation layer's response cache.
 """
 
-import base64
 import json
 from pathlib import Path
 
 import dagster as dg
 
-from assets.ingest import md_table as _md_table
+from assets.handoffs import json_metadata, latest_path, md_image
+from assets.ingest import md_table
 from assets.llm_resource import LLMResource
 from assets.simulator import SimulatorResource, snapshot
-from pipeline.synthesis import chains as ch
 from pipeline.synthesis import questions as q
-
-CHAINS_FILE = "evidence_chains.jsonl"
-CANDIDATES_FILE = "candidate_questions.jsonl"
+from pipeline.synthesis.questions import run
 
 
 class EvidenceChainsConfig(dg.Config):
-    count: int = 60
-    """Chains to build (each becomes one candidate question)."""
-    hop_mix: dict[str, float] = {"1": 0.15, "2": 0.4, "3": 0.3, "4": 0.15}
-    """Share of chains per hop count (1-4)."""
+    count: int = 120
+    """Structured questions to build, shared between the families by `family_mix`."""
+    family_mix: dict[str, float] = {"shared_link": 0.5, "linked_fact": 0.5}
     seed: int = 0
-    """Seeds the chains and every model call after them."""
-    branch: int = 3
-    """Backlinks tried per step of the walk back."""
+    """Seeds the build and every model call after it."""
+    max_description_pages: int = 3
+    """A described page's description may fit at most this many pages (all of them count for uniqueness)."""
+    parser: str = q.FamilyConfig.parser
+    """spaCy pipeline (package name or folder) that reads the defining sentences."""
 
 
 class CandidateQuestionsConfig(dg.Config):
-    max_tokens: int = 200
-    """Token budget of one back-translation reply (the question and aliases)."""
-    quote_words: int = 8
-    """Length of the literal quotes the prompt offers per page."""
-    chunk_size: int = 32
-    """Requests per engine call; each finished chunk is in the response cache (what a crash can lose)."""
+    samples: int = 2
+    """Rewrites sampled per question (0: keep the structured questions as they are)."""
+    temperature: float = 0.7
+    max_tokens: int = 96
+    chunk_size: int = 64
+    """Questions per engine call; each finished chunk is in the response cache (what a crash can lose)."""
 
 
 class HardQueriesConfig(dg.Config):
     top_k: int = 10
     """Hard: the answer page is not among the simulator's top-k for the question, nor the answer in their snippets."""
     rank_depth: int = 100
-    judge_max_tokens: int = 32
-    closed_book_max_tokens: int = 24
+    judge_gate: str = "auto"
+    """auto: the judge gates only when it agrees with the graph-proven answers at >= judge_min_agreement."""
+    judge_min_agreement: float = 0.8
     min_judge_f1: float = 0.6
-    """The judge's answer agrees with gold at this token F1 (more than half of a two-token answer)."""
     dedupe_jaccard: float = 0.7
     eval_fraction: float = 0.1
 
 
+def _upstream(context, asset, name: str) -> Path:
+    path = latest_path(context.instance, asset.key, "path")
+    if path is None or not path.is_file():
+        raise dg.Failure(f"no {name} file ({path}): materialize {asset.key.to_user_string()} first")
+    return path
+
+
 def _simulator(resource: SimulatorResource, snapshot_path: str):
-    """The simulator over the chains' snapshot (a remote one when the resource points at a server)."""
-    if resource.base_url:
-        return resource.get_client()
+    """The simulator over the seeds' snapshot (a remote one when the resource points at a server)."""
     from pipeline.simulator.tools import shared_simulator
 
-    return shared_simulator(snapshot_path)
+    return resource.get_client() if resource.base_url else shared_simulator(snapshot_path)
 
 
-def _hops_md(rows: list[dict]) -> dict:
-    counts = {}
-    for r in rows:
-        counts[str(r["hops"])] = counts.get(str(r["hops"]), 0) + 1
-    return dict(sorted(counts.items()))
-
-
-@dg.asset(
-    deps=[snapshot],
-    group_name="synthesis",
-    kinds={"duckdb"},
-    description="Evidence chains: an answer fact on a page and a 1-4 hop walk back over clicked links to a start "
-                "page, each hop justified by its link sentence (JSONL in <data dir>/synthesis/hard_queries).",
-)
+@dg.asset(deps=[snapshot], group_name="synthesis", kinds={"duckdb"},
+          description="Structured question seeds: an answer computed on the snapshot graph (a page both described "
+                      "pages mention, or a year its page states), the clue sets that make it unique, the evidence.")
 def evidence_chains(context: dg.AssetExecutionContext, config: EvidenceChainsConfig,
                     simulator: SimulatorResource) -> dg.MaterializeResult:
-    snap = simulator.get_snapshot()
-    chain_config = ch.ChainConfig(count=config.count, hop_mix={int(k): v for k, v in config.hop_mix.items()},
-                                  seed=config.seed, branch=config.branch)
-    graph = ch.load_graph(snap.path / "snapshot.duckdb")
-    chains, rejections = ch.build_chains(graph, chain_config, snapshot_id=snap.id)
-    meta = {"snapshot_id": snap.id, "snapshot_path": str(snap.path), "seed": config.seed,
-            "config": ch.config_dict(chain_config), "rejections": dict(rejections)}
-    path = q.write_jsonl(q.work_dir() / CHAINS_FILE, chains, meta)
-    context.log.info(f"{len(chains)} chains from snapshot {snap.id} ({dict(rejections)})")
-    sample = [{"hops": c["hops"], "answer": c["answer"], "kind": c["answer_kind"],
-               "path": " -> ".join(s["title"] for s in c["chain"])} for c in chains[:5]]
+    cfg = q.FamilyConfig(count=config.count, family_mix=tuple(config.family_mix.items()), seed=config.seed,
+                         max_description_pages=config.max_description_pages, parser=config.parser)
+    path, seeds, meta = run.make_seeds(simulator.get_snapshot(), cfg, log=context.log.info)
+    sample = [{"family": s["family"], "question": s["template_question"], "answer": s["answer"],
+               "clue candidates": [c["candidates"] for c in s["clues"]]} for s in seeds[:5]]
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(path)),
-        "snapshot_id": snap.id,
-        "chains": len(chains),
-        "dagster/row_count": len(chains),
-        "hops": dg.MetadataValue.json(_hops_md(chains)),
-        "answer_kinds": dg.MetadataValue.json({k: sum(c["answer_kind"] == k for c in chains) for k in ch.ANSWER_KINDS}),
-        "skipped_answer_pages": dg.MetadataValue.json(dict(rejections)),
-        "sample": dg.MetadataValue.md(_md_table(sample)) if sample else "",
+        "path": dg.MetadataValue.path(str(path)), "dagster/row_count": len(seeds), "snapshot_id": meta["snapshot_id"],
+        "families": dg.MetadataValue.json({f: sum(s["family"] == f for s in seeds) for f in q.FAMILIES}),
+        "not_built": dg.MetadataValue.json(meta["seed_rejections"]), "pages_defined": meta["definitions"],
+        "sample": dg.MetadataValue.md(md_table(sample)) if sample else "",
     })
 
 
-@dg.asset_check(asset=evidence_chains, description="; ".join(ch.CHAIN_CHECKS.values()))
+@dg.asset_check(asset=evidence_chains, description="every seed's clues admit exactly one answer on the graph")
 def evidence_chains_contracts(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    meta, chains = q.read_jsonl(q.work_dir() / CHAINS_FILE)
-    found = ch.check_chains(chains, Path(meta["snapshot_path"]) / "snapshot.duckdb")
-    return dg.AssetCheckResult(passed=all(n == 0 for n, _ in found.values()),
-                               metadata={name: dg.MetadataValue.json({"violations": n, "examples": ex})
-                                         for name, (n, ex) in found.items()})
+    _, seeds = q.read_jsonl(_upstream(context, evidence_chains, "seeds"))
+    bad = [s["seed_id"] for s in seeds if s["answer_candidates"] != 1 or not s["evidence"]]
+    return dg.AssetCheckResult(passed=not bad, metadata={"seeds": len(seeds), "violations": len(bad),
+                                                         "examples": dg.MetadataValue.json(bad[:5])})
 
 
-@dg.asset(
-    deps=[evidence_chains],
-    group_name="synthesis",
-    kinds={"python"},
-    description="One candidate question per evidence chain, back-translated by the model from obfuscated clues "
-                "(JSON: question, aliases; the answer and evidence are the chain's), with the raw model text kept.",
-)
+@dg.asset(deps=[evidence_chains], group_name="synthesis", kinds={"python"},
+          description="Candidate questions: each seed's structured question, or the model's first rewrite (best of "
+                      "n) that passes every rule and keeps every clue; `writer` says which.")
 def candidate_questions(context: dg.AssetExecutionContext, config: CandidateQuestionsConfig,
-                        simulator: SimulatorResource, llm: LLMResource) -> dg.MaterializeResult:
-    meta, chains = q.read_jsonl(q.work_dir() / CHAINS_FILE)
-    sim = _simulator(simulator, meta["snapshot_path"])
-    qconfig = q.QuestionConfig(seed=meta["seed"], question_max_tokens=config.max_tokens,
-                               quote_words=config.quote_words, chunk_size=config.chunk_size)
-    candidates, stats = q.generate_candidates(
-        chains, q.simulator_texts(sim), llm, qconfig,
-        progress=lambda done, total: context.log.info(f"{done}/{total} candidates generated"))
-    model = llm.model_id()
-    path = q.write_jsonl(q.work_dir() / CANDIDATES_FILE, candidates,
-                         {**meta, "model": model, "prompt_version": q.PROMPT_VERSION, "prompt_hash": q.PROMPT_HASH,
-                          "question_config": q.describe_config(qconfig)})
-    context.log.info(f"{len(candidates)} candidates, generation errors {stats['generation_errors']}")
-    sample = [{"draft": c["draft"], "raw": c["raw_text"]} for c in candidates[:3]]
+                        llm: LLMResource) -> dg.MaterializeResult:
+    cfg = q.PolishConfig(samples=config.samples, temperature=config.temperature, max_tokens=config.max_tokens,
+                         chunk_size=config.chunk_size)
+    path, cands, meta = run.make_candidates(_upstream(context, evidence_chains, "seeds"), llm, cfg,
+                                            log=context.log.info)
+    sample = [{"writer": c["writer"], "question": c["question"], "rewrites": " | ".join(c["rewrites"])[:300]}
+              for c in cands[:4]]
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(path)),
-        "candidates": len(candidates),
-        "dagster/row_count": len(candidates),
-        "generation_errors": dg.MetadataValue.json(stats["generation_errors"]),
-        "model": model,
-        "prompt_version": q.PROMPT_VERSION,
-        "prompt_hash": q.PROMPT_HASH,
-        "llm_usage": dg.MetadataValue.json(stats["llm_usage"]),
-        "sample": dg.MetadataValue.md(_md_table(sample)) if sample else "",
+        "path": dg.MetadataValue.path(str(path)), "dagster/row_count": len(cands), "model": meta["model"],
+        **json_metadata(meta["polish_stats"]), "llm_usage": dg.MetadataValue.json(llm.usage()),
+        "sample": dg.MetadataValue.md(md_table(sample)) if sample else "",
     })
 
 
-@dg.asset(
-    deps=[candidate_questions],
-    group_name="synthesis",
-    kinds={"parquet"},
-    description="Verified hard multi-hop questions with gold answers (answerable from the evidence, not found by one "
-                "search, not answered closed-book, unique), exported to <data dir>/datasets/hard_queries; every "
-                "rejected candidate with its reason to hard_queries_rejected.",
-)
+@dg.asset(deps=[candidate_questions], group_name="synthesis", kinds={"parquet"},
+          description="Verified hard questions with unique gold answers (form gate, unique on the graph, evidence "
+                      "served, hard for one search, not closed-book), exported to <data dir>/datasets/hard_queries.")
 def hard_queries(context: dg.AssetExecutionContext, config: HardQueriesConfig, simulator: SimulatorResource,
                  llm: LLMResource) -> dg.MaterializeResult:
-    meta, candidates = q.read_jsonl(q.work_dir() / CANDIDATES_FILE)
-    sim = _simulator(simulator, meta["snapshot_path"])
-    qconfig = q.QuestionConfig(**{**meta["question_config"], "top_k": config.top_k, "rank_depth": config.rank_depth,
-                                  "judge_max_tokens": config.judge_max_tokens,
-                                  "closed_book_max_tokens": config.closed_book_max_tokens,
-                                  "min_judge_f1": config.min_judge_f1, "dedupe_jaccard": config.dedupe_jaccard,
-                                  "eval_fraction": config.eval_fraction})
-    accepted, rejected, stats = q.verify_candidates(candidates, sim, llm, qconfig, model=meta["model"],
-                                                    snapshot_id=meta["snapshot_id"])
-    provenance = {"snapshot_id": meta["snapshot_id"], "snapshot_path": meta["snapshot_path"], "model": meta["model"],
-                  "prompt_version": q.PROMPT_VERSION,
-                  "prompt_hash": q.PROMPT_HASH, "seed": meta["seed"],
-                  "config": {**q.describe_config(qconfig), "hop_mix": meta["config"]["hop_mix"]},
-                  "stats": stats}
-    written = q.export_hard_queries(accepted, rejected, stats, provenance, q.datasets_dir())
-    plot = q.plot_summary(accepted, rejected, q.work_dir() / "hard_queries_summary.png")
-    image = base64.b64encode(plot.read_bytes()).decode("ascii")
-    tokens = sum(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0) for c in candidates) + \
-        stats["llm_usage"]["prompt_tokens"] + stats["llm_usage"]["completion_tokens"]
-    sample = ([{"question": r["question"], "answer": r["answer"], "hops": r["hops"], "difficulty": r["difficulty"]}
-               for r in accepted[:5]] or
-              [{"reason": r["reason"], "question": r["question"], "answer": r["answer"]} for r in rejected[:5]])
-    context.log.info(f"{len(accepted)} of {len(candidates)} verified; rejections {stats['rejections']}")
+    cands_path = _upstream(context, candidate_questions, "candidates")
+    meta, _ = q.read_jsonl(cands_path)
+    vcfg = q.VerifyConfig(**config.model_dump())
+    out = run.make_dataset(cands_path, _simulator(simulator, meta["snapshot_path"]), llm, vcfg, q.datasets_dir(),
+                           log=context.log.info)
+    stats, accepted = out["stats"], out["accepted"]
+    sample = [{"question": r["question"], "answer": r["answer"], "family": r["family"], "bm25 rank":
+               r["bm25_answer_rank"]} for r in accepted[:5]]
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(written["hard_queries"]["path"]),
-        "rejected_path": dg.MetadataValue.path(written["hard_queries_rejected"]["path"]),
-        "dagster/row_count": len(accepted),
-        "candidates": len(candidates),
-        "verified": len(accepted),
-        "yield": stats["yield"],
-        "rejections": dg.MetadataValue.json(stats["rejections"]),
-        "rows_by_split": dg.MetadataValue.json(written["hard_queries"]["rows_by_split"]),
-        "hops": dg.MetadataValue.json(_hops_md(accepted)),
-        "summary_plot": dg.MetadataValue.path(str(plot)),
-        "summary": dg.MetadataValue.md(f"![hard queries](data:image/png;base64,{image})"),
-        "sample": dg.MetadataValue.md(_md_table(sample)) if sample else "",
-        "llm_usage": dg.MetadataValue.json(llm.usage()),
-        "verification_usage": dg.MetadataValue.json(stats["llm_usage"]),
-        "tokens_per_verified": round(tokens / len(accepted), 1) if accepted else None,
-        "snapshot_id": meta["snapshot_id"],
-        "model": meta["model"],
-        "prompt_version": q.PROMPT_VERSION,
-        "prompt_hash": q.PROMPT_HASH,
+        "path": dg.MetadataValue.path(out["written"]["hard_queries"]["path"]),
+        "rejected_path": dg.MetadataValue.path(out["written"]["hard_queries_rejected"]["path"]),
+        "dagster/row_count": len(accepted), "verified": len(accepted), "yield": stats["yield"],
+        **json_metadata({k: stats[k] for k in ("rejections", "by_family", "judge", "bm25")}),
+        "rows_by_split": dg.MetadataValue.json(out["written"]["hard_queries"]["rows_by_split"]),
+        "summary": dg.MetadataValue.md(md_image(out["plot"].read_bytes(), "hard queries")),
+        "sample": dg.MetadataValue.md(md_table(sample)) if sample else "", "snapshot_id": meta["snapshot_id"],
     })
 
 
-@dg.multi_asset_check(
-    specs=[dg.AssetCheckSpec(name=name, asset=hard_queries, description=promise)
-           for name, promise in q.CHECKS.items()],
-    name="hard_queries_contracts",
-)
+@dg.multi_asset_check(specs=[dg.AssetCheckSpec(name=name, asset=hard_queries, description=promise)
+                             for name, promise in q.CHECKS.items()], name="hard_queries_contracts")
 def hard_queries_contracts(simulator: SimulatorResource):
     """The dataset's contracts, re-checked from the exported Parquet files against the snapshot it names."""
     out = q.datasets_dir() / "hard_queries"
     rows = q.read_dataset_rows(out)
     provenance = json.loads((out / "provenance.json").read_text())
-    sim = _simulator(simulator, provenance["snapshot_path"])
     config = provenance.get("config", {})
-    found = q.check_hard_queries(rows, sim, eval_fraction=config.get("eval_fraction", 0.1),
+    found = q.check_hard_queries(rows, _simulator(simulator, provenance["snapshot_path"]),
+                                 eval_fraction=config.get("eval_fraction", 0.1),
                                  dedupe_jaccard=config.get("dedupe_jaccard", 0.7))
     for name, (bad, examples) in found.items():
         yield dg.AssetCheckResult(asset_key=hard_queries.key, check_name=name, passed=bad == 0,

@@ -1,0 +1,119 @@
+"""The model as polish: best-of-n rewrites of a question that is already correct.
+
+The structured question (`families`) is correct by construction. The model gets it and returns a rewrite for
+fluency, `n` samples at a temperature; the first sample that passes every rule and keeps every clue's key words
+is kept, else the structured question itself. `writer` on each row says which: `template` or the model id. A
+weak model (the embedded 135M) rarely keeps every clue, so most rows keep the template; a capable model through
+the `llm` resource rewrites more of them. Correctness never depends on the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from pipeline.synthesis.questions.form import check_form
+from pipeline.synthesis.questions.parse import all_terms_kept
+from pipeline.text.answers import answer_in_text
+
+POLISH_VERSION = "polish-v1"
+POLISH_SYSTEM = (
+    "You edit quiz questions. Rewrite the question so it reads naturally, as one question ending with '?'. "
+    "Keep every fact and every descriptive word; add nothing; never answer it. Reply with the question only.")
+POLISH_EXAMPLES = [
+    ("Which city is mentioned in both the article about a Genevan philosopher and the one about a Scouting hostel "
+     "and conference centre?",
+     "Which city comes up both in the article about a Genevan philosopher and in the one about a Scouting hostel "
+     "and conference centre?"),
+    ("In what year did the country mentioned in both the article about a bovid from the family of the Bovidae and "
+     "the one about a hill of sand built by eolian processes join the United Nations?",
+     "In what year did the country that appears in both the article about a bovid from the family of the Bovidae "
+     "and the one about a hill of sand built by eolian processes join the United Nations?"),
+]
+POLISH_HASH = hashlib.sha256(repr((POLISH_SYSTEM, POLISH_EXAMPLES)).encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class PolishConfig:
+    samples: int = 2
+    """Rewrites sampled per question (0: keep every structured question as it is)."""
+    temperature: float = 0.7
+    max_tokens: int = 96
+    seed: int = 0
+    chunk_size: int = 64
+    """Questions per engine call (each finished chunk is in the response cache)."""
+
+
+def polish_chat(question: str) -> list[dict]:
+    messages = [{"role": "system", "content": POLISH_SYSTEM}]
+    for before, after in POLISH_EXAMPLES:
+        messages += [{"role": "user", "content": before}, {"role": "assistant", "content": after}]
+    return [*messages, {"role": "user", "content": question}]
+
+
+def rewrite_problem(rewrite: str, seed: dict, max_growth_words: int = 12) -> str | None:
+    """Why a rewrite cannot replace the structured question (None: it can)."""
+    rewrite = " ".join((rewrite or "").split())
+    if (reason := check_form(rewrite)):
+        return f"form:{reason}"
+    clue_texts = [c["text"] for c in seed["clues"] if c["kind"] in ("description", "fact", "kind")]
+    if not all_terms_kept(clue_texts, rewrite):
+        return "dropped_clue_terms"
+    if answer_in_text([seed["answer"], seed.get("answer_title", "")], rewrite):
+        return "answer_in_question"
+    if len(rewrite.split()) > len(seed["template_question"].split()) + max_growth_words:
+        return "too_long"
+    return None
+
+
+def choose(samples: Sequence[str], seed: dict) -> tuple[str, int | None, list[str]]:
+    """(question, index of the kept sample or None for the template, each sample's problem or "")."""
+    problems = [rewrite_problem(s, seed) or "" for s in samples]
+    for i, (s, p) in enumerate(zip(samples, problems)):
+        if not p:
+            return " ".join(s.split()), i, problems
+    return seed["template_question"], None, problems
+
+
+def polish(seeds: Sequence[dict], llm, config: PolishConfig = PolishConfig(),
+           progress: Callable[[int, int], None] | None = None) -> tuple[list[dict], dict]:
+    """Candidates: each seed with `question`, `writer`, the samples and their problems. Returns (candidates, stats).
+
+    A failed or malformed model reply costs that sample, never the batch: the template stays.
+    """
+    from pipeline.llm import SamplingParams
+
+    model = _model_id(llm)
+    out = []
+    samples: list[list[str]] = [[] for _ in seeds]
+    if config.samples > 0 and seeds:
+        params = SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed,
+                                n=config.samples, stop=("\n",))
+        step = max(config.chunk_size, 1)
+        for start in range(0, len(seeds), step):
+            chunk = seeds[start:start + step]
+            completions = llm.generate([polish_chat(s["template_question"]) for s in chunk], params)
+            for i in range(len(chunk)):
+                got = completions[i * config.samples:(i + 1) * config.samples]
+                samples[start + i] = [c.text if c.ok else "" for c in got]
+            if progress:
+                progress(min(start + step, len(seeds)), len(seeds))
+    kept = 0
+    problems_count: dict[str, int] = {}
+    for seed, texts in zip(seeds, samples):
+        question, index, problems = choose(texts, seed)
+        kept += index is not None
+        for p in problems:
+            if p:
+                problems_count[p] = problems_count.get(p, 0) + 1
+        out.append({**seed, "question": question, "writer": model if index is not None else "template",
+                    "rewrites": list(texts), "rewrite_problems": problems, "candidate_id": seed["seed_id"]})
+    stats = {"candidates": len(out), "rewrites_kept": kept, "samples_per_question": config.samples,
+             "rewrite_problems": dict(sorted(problems_count.items(), key=lambda kv: -kv[1]))}
+    return out, stats
+
+
+def _model_id(llm) -> str:
+    model_id = getattr(llm, "model_id", "")
+    return model_id() if callable(model_id) else str(model_id or "model")
