@@ -13,326 +13,49 @@ that URL, deduplication is the store's storage choice and must not add a hop the
 Simulated latency and failures are off by default; when on, they are drawn per trajectory from a
 seeded generator (the n-th call of a trajectory always gets the same draw), and a failed call returns
 a 503 response, never an exception. Invalid arguments raise `InvalidRequest` (a `ValueError`).
+
+The response types and argument checks (`responses`), the serving-file lookups (`page_files`) and the
+HTTP client (`http_client`) are their own modules; their public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
 import random
-import re
 import threading
 import time
-from dataclasses import dataclass, field, fields
 from datetime import timezone
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.simulator.calllog import CallLog
-from pipeline.simulator.search_index import make_snippet, open_index, query_terms
-from pipeline.simulator.snapshot import INDEX_DIR, Snapshot, resolve_snapshot, url_key
 from pipeline.ingest.urls import normalize_url
+from pipeline.simulator.calllog import CallLog
+# The response types, argument checks and the HTTP client are part of this module's API (one import for callers).
+from pipeline.simulator.http_client import HttpSimulator  # noqa: F401
+from pipeline.simulator.page_files import PAGE_COLUMNS, PageFiles  # noqa: F401
+from pipeline.simulator.responses import (  # noqa: F401
+    MAX_K,
+    MAX_QUERY_CHARS,
+    MAX_SITEMAP_LIMIT,
+    MAX_SNIPPET_CHARS,
+    MAX_URL_CHARS,
+    RESPONSE_TYPES,
+    FetchResponse,
+    InvalidRequest,
+    Link,
+    LinksResponse,
+    SearchResponse,
+    SearchResult,
+    SitemapEntry,
+    SitemapResponse,
+    check_int,
+    check_text,
+)
+from pipeline.simulator.search_index import make_snippet, open_index, query_terms
+from pipeline.simulator.snapshot import INDEX_DIR, Snapshot, resolve_snapshot
 
-MAX_QUERY_CHARS = 2048
-MAX_URL_CHARS = 8192
-MAX_K = 100
-MAX_SNIPPET_CHARS = 5000
-MAX_SITEMAP_LIMIT = 1000
-# Control characters other than tab, newline and carriage return, and lone surrogates: binary junk.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-
-
-class InvalidRequest(ValueError):
-    """An argument no call can succeed with (wrong type, out of range, empty, binary)."""
-
-
-# ---- responses -------------------------------------------------------------------------------
-
-class _Response:
-    """Plain data with `to_dict()` / `from_dict()` for JSON (the HTTP server and client)."""
-
-    __slots__ = ()
-
-    def to_dict(self) -> dict:
-        out = {}
-        for name in _field_names(type(self)):
-            v = getattr(self, name)
-            if v.__class__ is list and v and isinstance(v[0], _Response):
-                v = [x.to_dict() for x in v]
-            out[name] = v
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        kwargs = {}
-        for name in _field_names(cls):
-            if name not in d:
-                continue
-            v = d[name]
-            item = _ITEM_TYPES.get((cls.__name__, name))
-            if item is not None and v is not None:
-                v = [item.from_dict(x) for x in v]
-            kwargs[name] = v
-        return cls(**kwargs)
-
-
-@functools.lru_cache(maxsize=None)
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
-
-
-@dataclass(slots=True)
-class SearchResult(_Response):
-    rank: int
-    url: str
-    title: str
-    snippet: str
-    score: float
-    page_id: int
-
-
-@dataclass(slots=True)
-class SearchResponse(_Response):
-    status: int
-    query: str
-    results: list[SearchResult] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class Link(_Response):
-    url: str
-    title: str
-    anchor: str
-    clicks: int
-    page_id: int
-
-
-@dataclass(slots=True)
-class FetchResponse(_Response):
-    status: int
-    url: str
-    headers: dict[str, str] = field(default_factory=dict)
-    final_url: str | None = None
-    """The page's own URL when status is 200 (differs from `url` for a duplicate)."""
-    canonical_url: str | None = None
-    """Set when `url` is a duplicate of another page: the page whose content this is."""
-    title: str = ""
-    text: str = ""
-    outlinks: list[Link] = field(default_factory=list)
-    page_id: int | None = None
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class LinksResponse(_Response):
-    status: int
-    url: str
-    page_id: int | None = None
-    outlinks: list[Link] = field(default_factory=list)
-    backlinks: list[Link] | None = None
-    n_outlinks: int = 0
-    n_backlinks: int = 0
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class SitemapEntry(_Response):
-    url: str
-    path: str
-    title: str
-
-
-@dataclass(slots=True)
-class SitemapResponse(_Response):
-    status: int
-    host: str
-    prefix: str = ""
-    total: int = 0
-    offset: int = 0
-    limit: int = 0
-    entries: list[SitemapEntry] = field(default_factory=list)
-    next_offset: int | None = None
-    error: str | None = None
-
-
-_ITEM_TYPES = {("SearchResponse", "results"): SearchResult, ("FetchResponse", "outlinks"): Link,
-               ("LinksResponse", "outlinks"): Link, ("LinksResponse", "backlinks"): Link,
-               ("SitemapResponse", "entries"): SitemapEntry}
-RESPONSE_TYPES = {"search": SearchResponse, "fetch": FetchResponse, "links": LinksResponse, "sitemap": SitemapResponse}
-
-
-# ---- argument checks (shared with the HTTP server) --------------------------------------------
-
-def check_text(name: str, value: Any, max_chars: int, *, allow_empty: bool = False) -> str:
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{name} must be a string, not {type(value).__name__}")
-    if len(value) > max_chars:
-        raise InvalidRequest(f"{name} is longer than {max_chars} characters")
-    if _CONTROL.search(value):
-        raise InvalidRequest(f"{name} contains control characters or unpaired surrogates (binary data?)")
-    if not allow_empty and not value.strip():
-        raise InvalidRequest(f"{name} is empty")
-    return value
-
-
-def check_int(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{name} must be an integer, not {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise InvalidRequest(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
-
-
-# ---- the snapshot's serving files --------------------------------------------------------------
-
-class _ArrowFile:
-    """A memory-mapped Arrow IPC file: zero-copy, shared between processes by the page cache."""
-
-    def __init__(self, path: Path):
-        import pyarrow as pa
-
-        reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
-        self.table = reader.read_all()
-        self.num_rows = self.table.num_rows
-        # Every column is chunked the same way (one chunk per record batch): find the chunk once.
-        self._starts = [0]
-        for batch_rows in (len(c) for c in (self.table.column(0).chunks if self.table.num_columns else [])):
-            self._starts.append(self._starts[-1] + batch_rows)
-        self._chunks = {name: self.table.column(name).chunks for name in self.table.column_names}
-
-    def get(self, row: int, columns: tuple[str, ...]) -> dict:
-        """One row's `columns` as Python values (a few microseconds each; no copy of other columns)."""
-        c = bisect.bisect_right(self._starts, row) - 1
-        i = row - self._starts[c]
-        return {name: self._chunks[name][c][i].as_py() for name in columns}
-
-    def numpy(self, column: str):
-        import numpy as np
-
-        col = self.table.column(column)
-        return np.concatenate([c.to_numpy(zero_copy_only=False) for c in col.chunks]) if col.num_chunks else np.array([])
-
-    def rows(self, start: int, stop: int, columns: list[str] | None = None) -> list[dict]:
-        t = self.table if columns is None else self.table.select(columns)
-        return t.slice(start, max(stop - start, 0)).to_pylist()
-
-
-PAGE_COLUMNS = ("page_id", "url", "host", "title", "warc_date", "content_type", "n_bytes", "clicks_in", "text")
 _SEARCH_COLUMNS = ("url", "title", "text")
-_URL_COLUMNS = ("url", "page_id", "reason", "http_status", "target_url")
-_META_COLUMNS = ("page_id", "url", "title")
-
-
-class PageFiles:
-    """Lookups over a snapshot's `serve/*.arrow` files (see `pipeline.simulator.snapshot`)."""
-
-    def __init__(self, snapshot: Snapshot):
-        import numpy as np
-
-        self._np = np
-        self.pages = _ArrowFile(snapshot.file("pages"))
-        self.urls = _ArrowFile(snapshot.file("urls"))
-        self.links = _ArrowFile(snapshot.file("links"))
-        self.backlinks = _ArrowFile(snapshot.file("backlinks"))
-        self.sitemap = _ArrowFile(snapshot.file("sitemap"))
-        self._page_ids = self.pages.numpy("page_id")
-        n = len(self._page_ids)
-        # page ids are 1..n in the store; anything else falls back to a binary search.
-        self._dense = bool(n == 0 or (self._page_ids[0] == 1 and self._page_ids[-1] == n))
-        self._url_keys = self.urls.numpy("key")
-        self._url_col = self.urls.table.column("url")
-        self._link_src = self.links.numpy("src_id")
-        self._backlink_dst = self.backlinks.numpy("dst_id")
-        self._sitemap_paths = self.sitemap.table.column("path")
-        self._sitemap_view = self.sitemap.table.select(["url", "path", "title"])
-        hosts = _ArrowFile(snapshot.file("hosts")).table.to_pylist()
-        self.hosts = {h["host"]: (h["start"], h["start"] + h["n_pages"]) for h in hosts}
-
-    @property
-    def num_pages(self) -> int:
-        return len(self._page_ids)
-
-    def row_of(self, page_id: int) -> int | None:
-        if self._dense:
-            return page_id - 1 if 1 <= page_id <= len(self._page_ids) else None
-        i = int(self._np.searchsorted(self._page_ids, self._page_ids.dtype.type(page_id)))
-        return i if i < len(self._page_ids) and self._page_ids[i] == page_id else None
-
-    def page(self, page_id: int, columns: tuple[str, ...] = PAGE_COLUMNS) -> dict | None:
-        row = self.row_of(page_id)
-        return None if row is None else self.pages.get(row, columns)
-
-    def meta(self, page_ids: list[int]) -> dict[int, dict]:
-        """page_id -> {page_id, url, title} for many pages (row by row: `take` would concatenate chunks)."""
-        out = {}
-        for pid in page_ids:
-            row = self.row_of(pid)
-            if row is not None and pid not in out:
-                out[pid] = self.pages.get(row, _META_COLUMNS)
-        return out
-
-    def lookup_url(self, url: str) -> dict | None:
-        """The urls row of a normalised URL: {url, page_id, reason ('' for a page), http_status, target_url}."""
-        key = self._np.uint64(url_key(url))  # a Python int would make numpy convert the whole array
-        i = int(self._np.searchsorted(self._url_keys, key))
-        n = len(self._url_keys)
-        while i < n and self._url_keys[i] == key:
-            if self._url_col[i].as_py() == url:
-                return self.urls.get(i, _URL_COLUMNS)
-            i += 1
-        return None
-
-    def outlinks(self, page_id: int, limit: int) -> tuple[list[dict], int]:
-        a, b = self._range(self._link_src, page_id)
-        return self.links.rows(a, min(b, a + limit)), b - a
-
-    def backlinks_of(self, page_id: int, limit: int) -> tuple[list[dict], int]:
-        a, b = self._range(self._backlink_dst, page_id)
-        return self.backlinks.rows(a, min(b, a + limit)), b - a
-
-    def count_backlinks(self, page_id: int) -> int:
-        a, b = self._range(self._backlink_dst, page_id)
-        return b - a
-
-    def _range(self, sorted_ids, page_id: int) -> tuple[int, int]:
-        key = sorted_ids.dtype.type(page_id)  # same dtype as the array: no conversion of the array
-        return int(sorted_ids.searchsorted(key, "left")), int(sorted_ids.searchsorted(key, "right"))
-
-    def sitemap_range(self, host: str, prefix: str) -> tuple[int, int] | None:
-        """Rows [a, b) of `sitemap` for `host` whose path starts with `prefix`; None for an unknown host."""
-        if host not in self.hosts:
-            return None
-        a, b = self.hosts[host]
-        if prefix in ("", "/"):
-            return a, b
-        paths = _ColumnView(self._sitemap_paths)
-        lo = bisect.bisect_left(paths, prefix, a, b)
-        last = ord(prefix[-1])
-        if last >= 0x10FFFF:  # no character sorts after it: every path from lo on that starts with the prefix
-            hi = lo
-            while hi < b and paths[hi].startswith(prefix):
-                hi += 1
-            return lo, hi
-        hi = bisect.bisect_left(paths, prefix[:-1] + chr(last + 1), lo, b)
-        return lo, hi
-
-    def sitemap_rows(self, a: int, b: int) -> list[dict]:
-        return self._sitemap_view.slice(a, max(b - a, 0)).to_pylist()
-
-
-class _ColumnView:
-    """A read-only sequence over an Arrow column, for `bisect`."""
-
-    def __init__(self, column):
-        self._col = column
-
-    def __len__(self) -> int:
-        return len(self._col)
-
-    def __getitem__(self, i: int):
-        return self._col[i].as_py()
 
 
 # ---- failure and latency knobs ----------------------------------------------------------------
@@ -655,69 +378,6 @@ def _result_refs(resp: Any) -> tuple[list[int], list[str]]:
     if isinstance(resp, SitemapResponse):
         return [], [e.url for e in resp.entries]
     return [], []
-
-
-# ---- the same API over HTTP --------------------------------------------------------------------
-
-class HttpSimulator:
-    """A client of `pipeline.simulator.server` with the Simulator's methods and response types."""
-
-    def __init__(self, base_url: str, *, timeout_s: float = 30.0, session: str | None = None,
-                 trajectory: str | None = None):
-        import httpx
-
-        self.base_url = base_url.rstrip("/")
-        headers = {}
-        if session:
-            headers["X-Websim-Session"] = session
-        if trajectory:
-            headers["X-Websim-Trajectory"] = trajectory
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
-
-    def _post(self, path: str, body: dict, session: str | None, trajectory: str | None) -> dict:
-        body = {k: v for k, v in body.items() if v is not None}
-        if session:
-            body["session"] = session
-        if trajectory:
-            body["trajectory"] = trajectory
-        r = self._client.post(path, json=body)
-        if r.status_code == 400:
-            data = r.json()
-            if set(data) <= {"error", "status"}:  # the request itself was invalid, as in-process
-                raise InvalidRequest(data.get("error", r.text))
-            return data  # a simulated 400 (not a URL, not a host): a response, as in-process
-        r.raise_for_status()
-        return r.json()
-
-    def search(self, query: str, k: int | None = None, *, snippet_chars: int | None = None,
-               session: str | None = None, trajectory: str | None = None) -> SearchResponse:
-        return SearchResponse.from_dict(self._post("/search", {"query": query, "k": k, "snippet_chars": snippet_chars},
-                                                   session, trajectory))
-
-    def fetch(self, url: str, *, session: str | None = None, trajectory: str | None = None) -> FetchResponse:
-        return FetchResponse.from_dict(self._post("/fetch", {"url": url}, session, trajectory))
-
-    def links(self, url: str, *, backlinks: bool = False, limit: int = 500, session: str | None = None,
-              trajectory: str | None = None) -> LinksResponse:
-        return LinksResponse.from_dict(self._post("/links", {"url": url, "backlinks": backlinks, "limit": limit},
-                                                  session, trajectory))
-
-    def sitemap(self, host: str, prefix: str = "", offset: int = 0, limit: int = 100, *,
-                session: str | None = None, trajectory: str | None = None) -> SitemapResponse:
-        return SitemapResponse.from_dict(self._post(
-            "/sitemap", {"host": host, "prefix": prefix, "offset": offset, "limit": limit}, session, trajectory))
-
-    def retrieve(self, queries: list[str], topk: int = 3, return_scores: bool = True) -> dict:
-        return self._post("/retrieve", {"queries": queries, "topk": topk, "return_scores": return_scores}, None, None)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> "HttpSimulator":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 # ---- quality check ---------------------------------------------------------------------------
