@@ -24,6 +24,11 @@ class EvaluationConfig(dg.Config):
     """report_tasks folder (eval split); empty: the latest `report_tasks` materialization's, if any."""
     eval_report_tasks: int = 2
     """Eval report tasks each model writes (0: none)."""
+    navigation_dir: str = ""
+    """navigation_tasks folder (eval split); empty: the latest `navigation_tasks` materialization's, if any."""
+    eval_navigation_tasks: int = 100
+    """Eval navigation tasks each model attempts (0: all; -1: none)."""
+    navigation_max_turns: int = 6
     base_model: str = ""
     """Empty: the SFT run's base model."""
     sft_model_dir: str = ""
@@ -67,7 +72,8 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simu
         context.instance, dg.AssetKey("report_tasks"), "path")
     reports = read_report_tasks(reports_dir, "eval")[: config.eval_report_tasks] if reports_dir and \
         config.eval_report_tasks else []
-    leak = check_never_trained_on(questions, reports, sft_run, grpo_dir, qdir)
+    navigation = navigation_eval_rows(context.instance, config)
+    leak = check_never_trained_on(list(questions) + navigation, reports, sft_run, grpo_dir, qdir)
     yield dg.AssetCheckResult(check_name="eval_never_trained_on", metadata=json_metadata(leak),
                               passed=leak["passed"] and bool(leak["sources"]["grpo_train_ids"]))
     if not leak["passed"]:
@@ -78,8 +84,9 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simu
     context.log.info(f"evaluating {models} on {len(questions)} eval questions and {len(reports)} report tasks")
     results = evaluate(models, questions, str(snap.path), EvalConfig(
         max_turns=config.max_turns, max_tokens=config.max_tokens, report_max_tokens=config.report_max_tokens,
-        backend=config.backend, num_threads=config.num_threads, env=provenance.get("env", {})),
-        report_tasks=reports, data_dir=llm.data_dir or None, log=context.log.info)
+        backend=config.backend, num_threads=config.num_threads, env=provenance.get("env", {}),
+        navigation_max_turns=config.navigation_max_turns), report_tasks=reports, navigation_tasks=navigation,
+        data_dir=llm.data_dir or None, log=context.log.info)
     results["leakage_check"] = leak
     out_dir = Path(config.output_dir) if config.output_dir else websim_config.data_dir() / "eval"
     path = write_results(results, out_dir / f"evaluation-{time.strftime('%Y%m%dT%H%M%S')}-{context.run_id[:8]}.json")
@@ -92,6 +99,17 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simu
         "snapshot_id": snap.id, "models": dg.MetadataValue.json(models), **model_figures(results)})
 
 
+def navigation_eval_rows(instance: dg.DagsterInstance, config: EvaluationConfig) -> list[dict]:
+    """Eval-split navigation tasks ([] when there is no navigation dataset, or none wanted)."""
+    from pipeline.datasets.io import read_split
+
+    folder = Path(config.navigation_dir) if config.navigation_dir else latest_path(
+        instance, dg.AssetKey("navigation_tasks"), "path")
+    if config.eval_navigation_tasks < 0 or folder is None:
+        return []
+    return read_split(folder, "eval")[: config.eval_navigation_tasks or None]
+
+
 def model_figures(results: dict) -> dict:
     """Per model: accuracy, F1, tool calls per question, format validity (and report score) as flat metadata."""
     out = {}
@@ -100,4 +118,7 @@ def model_figures(results: dict) -> dict:
                                                        "format_validity")})
         if m.get("report"):
             out[f"{name}_report_score"] = m["report"].get("mean_score") or 0.0
+        if m.get("navigation"):
+            out[f"{name}_navigation_success"] = m["navigation"]["success_rate"]
+            out[f"{name}_navigation_efficiency"] = m["navigation"]["efficiency_vs_shortest"] or 0.0
     return out

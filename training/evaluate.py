@@ -27,7 +27,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -53,6 +53,8 @@ class EvalConfig:
     """`SearchEnv` options (the SFT traces' ones, so that a model sees the views it was trained on)."""
     rewards: dict[str, Any] = field(default_factory=dict)
     """`RewardConfig` fields for `mean_reward` (the judge is never called here)."""
+    navigation_max_turns: int = 6
+    """Assistant turns per navigation task (open the start page, follow links, answer)."""
 
 
 # ---- questions ------------------------------------------------------------------------------------------------------
@@ -227,7 +229,8 @@ def grade_reports(texts: Sequence[str], tasks: Sequence[Mapping[str, Any]]) -> t
 
 def evaluate(models: Mapping[str, str], questions: Sequence[Mapping[str, Any]], snapshot: str | Path,
              config: EvalConfig = EvalConfig(), *, report_tasks: Sequence[Mapping[str, Any]] = (),
-             data_dir: str | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+             navigation_tasks: Sequence[Mapping[str, Any]] = (), data_dir: str | None = None,
+             log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every model (name -> folder or "embedded") on every question (and report task); the results document."""
     from pipeline.llm import SamplingParams, make_backend
     from pipeline.simulator.snapshot import resolve_snapshot
@@ -239,7 +242,7 @@ def evaluate(models: Mapping[str, str], questions: Sequence[Mapping[str, Any]], 
     agent = AgentConfig(max_turns=config.max_turns, max_tokens=config.max_tokens)
     rewards = RewardConfig.from_dict(config.rewards)
     results: dict[str, Any] = {"snapshot_id": snap.id, "questions": len(questions), "report_tasks": len(report_tasks),
-                               "config": asdict(config), "models": {}, "per_question": {}, "per_report_task": {}}
+                               "navigation_tasks": len(navigation_tasks), "config": asdict(config), "models": {}, "per_question": {}, "per_report_task": {}}
     for name, model in models.items():
         started = time.perf_counter()
         options = {"num_threads": config.num_threads} if config.backend == "transformers" and config.num_threads else {}
@@ -255,14 +258,47 @@ def evaluate(models: Mapping[str, str], questions: Sequence[Mapping[str, Any]], 
                                     SamplingParams(max_tokens=config.report_max_tokens, temperature=0.0, seed=0))
                 report_summary, report_rows = grade_reports([o.text for o in outs], report_tasks)
                 results["per_report_task"][name] = report_rows
+            navigation: dict[str, Any] = {}
+            if navigation_tasks:
+                navigation, results.setdefault("per_navigation_task", {})[name] = evaluate_navigation(
+                    llm, navigation_tasks, make_env, replace(agent, max_turns=config.navigation_max_turns), name, log)
         finally:
             llm.close()
-        results["models"][name] = {"model": model, **summary, "report": report_summary,
+        results["models"][name] = {"model": model, **summary, "report": report_summary, "navigation": navigation,
                                    "seconds": round(time.perf_counter() - started, 1)}
         results["per_question"][name] = rows
         log(f"{name}: accuracy {summary['accuracy']}, F1 {summary['f1']}, "
             f"{summary['tool_calls_per_question']} calls/question, format {summary['format_validity']}")
     return results
+
+
+def evaluate_navigation(llm: Any, tasks: Sequence[Mapping[str, Any]], make_env: Callable, agent: AgentConfig,
+                        name: str, log: Callable[[str], None]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One model on navigation tasks through the same agent loop: `training.rewards_navigation.grade_navigation`."""
+    from training.rewards_navigation import grade_navigation
+
+    log(f"{name}: {len(tasks)} navigation tasks")
+    trajs = run_agent(llm, tasks, make_env, agent, trajectory_prefix=f"eval-nav-{name}-", log=log)
+    summary, rows = grade_navigation([completion_of(t) for t in trajs], tasks)
+    log(f"{name}: navigation success {summary['success_rate']} (95% CI {summary['success_ci95']}), efficiency "
+        f"{summary['efficiency_vs_shortest']}, {summary['invalid_moves_per_task']} invalid moves/task")
+    return summary, rows
+
+
+def navigation_table_md(results: Mapping[str, Any]) -> str:
+    """One row per model: navigation success (95% CI), efficiency vs shortest and vs human median, invalid moves."""
+    models = {n: m["navigation"] for n, m in results["models"].items() if m.get("navigation")}
+    if not models:
+        return ""
+    lines = ["| model | navigation tasks | success | 95% CI | efficiency vs shortest | efficiency vs human | "
+             "invalid moves / task |", "|---|---|---|---|---|---|---|"]
+    fmt = (lambda v: "-" if v is None else f"{v:.3f}")
+    for name, m in models.items():
+        lo, hi = m["success_ci95"]
+        lines.append(f"| {name} | {m['tasks']} | {m['success_rate']:.3f} | [{lo:.3f}, {hi:.3f}] | "
+                     f"{fmt(m['efficiency_vs_shortest'])} | {fmt(m['efficiency_vs_human'])} | "
+                     f"{m['invalid_moves_per_task']:.2f} |")
+    return "\n".join(lines)
 
 
 def results_table_md(results: Mapping[str, Any]) -> str:
@@ -279,7 +315,8 @@ def results_table_md(results: Mapping[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     note = (f"\n\n{results['questions']} questions on snapshot `{results['snapshot_id']}`"
             + (f", {results['report_tasks']} report tasks" if results.get("report_tasks") else "") + ".")
-    return "\n".join(lines) + note
+    navigation = navigation_table_md(results)
+    return "\n".join(lines) + note + (f"\n\n{navigation}" if navigation else "")
 
 
 def plot_results(results: Mapping[str, Any], path: str | Path) -> Path:
