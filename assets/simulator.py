@@ -1,13 +1,13 @@
 """Simulator assets: the `snapshot` the simulated web serves, its search check, and a client resource."""
 
 
-import functools
 from pathlib import Path
 
 import dagster as dg
 
 from assets.ingest import link_graph, pages
 from assets.resources import StoreResource
+from pipeline.simulator.cache import shared_simulator
 from pipeline.simulator.search_index import IndexConfig
 from pipeline.simulator.web import HttpSimulator, Simulator, title_self_retrieval
 from pipeline.simulator.snapshot import Snapshot, build_snapshot, resolve_snapshot, snapshots_root
@@ -38,12 +38,7 @@ class SimulatorResource(dg.ConfigurableResource):
     def get_client(self) -> "Simulator | HttpSimulator":
         if self.base_url:
             return HttpSimulator(self.base_url, timeout_s=self.timeout_s)
-        return _open_simulator(str(self.get_snapshot().path))
-
-
-@functools.lru_cache(maxsize=4)
-def _open_simulator(path: str) -> Simulator:
-    return Simulator(path)
+        return shared_simulator(self.get_snapshot().path)
 
 
 class SnapshotConfig(dg.Config):
@@ -97,7 +92,7 @@ def snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, store: S
 def snapshot_title_search(context: dg.AssetCheckExecutionContext, simulator: SimulatorResource) -> dg.AssetCheckResult:
     event = context.instance.get_latest_materialization_event(snapshot.key)
     path = event.asset_materialization.metadata.get("path") if event and event.asset_materialization else None
-    sim = _open_simulator(str(path.value)) if path is not None else simulator.get_client()
+    sim = shared_simulator(path.value) if path is not None else simulator.get_client()
     stats = title_self_retrieval(sim, sample=500, k=10, seed=0)
     return dg.AssetCheckResult(
         passed=stats["sampled"] == 0 or stats["hit_at_k"] >= MIN_TITLE_HIT_RATE,

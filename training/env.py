@@ -23,11 +23,11 @@ from __future__ import annotations
 import functools
 import os
 import re
-import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from pipeline.simulator.cache import shared_simulator
 from pipeline.simulator.web import HttpSimulator, InvalidRequest, Simulator
 from pipeline.simulator.tools import WebTools
 
@@ -40,22 +40,14 @@ DEFAULT_MAX_LINKS = 8
 ANSWER_RECEIVED = "Answer received."
 _LINKS_HINT = "; links(url) lists all"  # pipeline.simulator.tools.WebTools.open_url's pointer to its `links` tool
 _URL_LINE = re.compile(r"^URL: (\S+)$", re.M)
-_SIMULATORS: dict[tuple[str, int, bool], Simulator] = {}
-_SIM_LOCK = threading.Lock()
 
 
 def open_simulator(snapshot: str | Path | None = None, *, snippet_chars: int = DEFAULT_SNIPPET_CHARS,
                    call_log: bool = True) -> Simulator:
-    """One in-process Simulator per (snapshot, snippet size, logging) per process: rollouts make envs by the
-    hundred, and they share the memory-mapped snapshot and one buffered call log."""
-    from pipeline.simulator.snapshot import resolve_snapshot
-
-    snap = resolve_snapshot(snapshot or os.environ.get("WEBSIM_SNAPSHOT"))
-    key = (str(snap.path), snippet_chars, call_log)
-    with _SIM_LOCK:
-        if key not in _SIMULATORS:
-            _SIMULATORS[key] = Simulator(snap, snippet_chars=snippet_chars, call_log=call_log)
-        return _SIMULATORS[key]
+    """The process's shared Simulator (`pipeline.simulator.cache`) with the env's snippet size and call log:
+    rollouts make envs by the hundred, and they share the memory-mapped snapshot and one buffered call log."""
+    return shared_simulator(snapshot or os.environ.get("WEBSIM_SNAPSHOT"), snippet_chars=snippet_chars,
+                            call_log=call_log)
 
 
 class SearchEnv:

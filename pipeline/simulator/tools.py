@@ -14,29 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from pipeline.simulator.cache import shared_simulator
 from pipeline.simulator.web import HttpSimulator, InvalidRequest, Simulator
 
 SITEMAP_PAGE_SIZE = 50
 MAX_TOOL_K = 10
-_SIMULATORS: dict[str, Simulator] = {}
-_SIM_LOCK = threading.Lock()
-
-
-def shared_simulator(snapshot: str | Path | None = None) -> Simulator:
-    """One Simulator per snapshot per process (rollouts create environments by the hundred)."""
-    from pipeline.simulator.snapshot import resolve_snapshot
-
-    snap = resolve_snapshot(snapshot)
-    key = str(snap.path)
-    with _SIM_LOCK:
-        if key not in _SIMULATORS:
-            _SIMULATORS[key] = Simulator(snap)
-        return _SIMULATORS[key]
 
 
 class WebTools:
