@@ -82,3 +82,13 @@ def test_rewards_and_grades_of_navigation_rollouts(tasks, env):
     assert summary["invalid_moves_per_task"] == 1.0 and rows[1]["invalid_moves"] == 2
     lo, hi = summary["success_ci95"]
     assert lo < 0.5 < hi and wilson_interval(0, 0) == (0.0, 0.0)
+
+
+def test_navigation_table_beside_the_question_metrics():
+    from training.evaluate import navigation_table_md
+
+    nav = {"tasks": 100, "success_rate": 0.12, "success_ci95": [0.07, 0.2], "efficiency_vs_shortest": 0.8,
+           "efficiency_vs_human": None, "invalid_moves_per_task": 1.5}
+    table = navigation_table_md({"models": {"base": {"navigation": nav}, "sft": {"navigation": {}}}})
+    assert "| base | 100 | 0.120 | [0.070, 0.200] | 0.800 | - | 1.50 |" in table and "| sft |" not in table
+    assert navigation_table_md({"models": {"base": {}}}) == ""
