@@ -264,7 +264,7 @@ def read_year_fact(doc: Any, title: str, kind: str, max_words: int = 8, raw: str
         aux, verb_form = "did", root.lemma_
     args = []
     for child in root.rights:
-        if child is year_prep or child.dep_ == "punct":
+        if child.i == year_prep.i or child.dep_ == "punct":
             continue
         if child.dep_ not in _ARG_DEPS:
             break

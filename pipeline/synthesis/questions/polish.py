@@ -76,7 +76,7 @@ def choose(samples: Sequence[str], seed: dict) -> tuple[str, int | None, list[st
     return seed["template_question"], None, problems
 
 
-def polish(seeds: Sequence[dict], llm, config: PolishConfig = PolishConfig(),
+def polish_questions(seeds: Sequence[dict], llm, config: PolishConfig = PolishConfig(),
            progress: Callable[[int, int], None] | None = None) -> tuple[list[dict], dict]:
     """Candidates: each seed with `question`, `writer`, the samples and their problems. Returns (candidates, stats).
 

@@ -15,8 +15,8 @@ from pipeline.synthesis.questions import dataset as ds
 from pipeline.synthesis.questions.difficulty import BM25Ranker
 from pipeline.synthesis.questions.families import FamilyConfig, build_seeds, config_dict
 from pipeline.synthesis.questions.graph import load_clue_graph
-from pipeline.synthesis.questions.polish import POLISH_HASH, POLISH_VERSION, PolishConfig, polish
-from pipeline.synthesis.questions.verify import PROMPT_HASH, PROMPT_VERSION, VerifyConfig, describe_config, verify
+from pipeline.synthesis.questions.polish import POLISH_HASH, POLISH_VERSION, PolishConfig, polish_questions
+from pipeline.synthesis.questions.verify import PROMPT_HASH, PROMPT_VERSION, VerifyConfig, describe_config, verify_candidates
 
 SEEDS_FILE = "question_seeds.jsonl"
 CANDIDATES_FILE = "candidate_questions.jsonl"
@@ -40,7 +40,7 @@ def make_seeds(snapshot, config: FamilyConfig, out_dir: Path | None = None, log:
 def make_candidates(seeds_path: Path, llm, config: PolishConfig, log: Log = print) -> tuple[Path, list, dict]:
     """Best-of-n polish of every seed; returns (file beside the seeds, candidates, meta)."""
     meta, seeds = ds.read_jsonl(seeds_path)
-    candidates, stats = polish(seeds, llm, PolishConfig(**{**config.__dict__, "seed": meta["seed"]}),
+    candidates, stats = polish_questions(seeds, llm, PolishConfig(**{**config.__dict__, "seed": meta["seed"]}),
                                progress=lambda done, total: log(f"{done}/{total} questions polished"))
     model = llm.model_id() if callable(getattr(llm, "model_id", None)) else str(getattr(llm, "model_id", ""))
     meta = {**meta, "model": model, "polish_version": POLISH_VERSION, "polish_hash": POLISH_HASH,
@@ -58,7 +58,7 @@ def make_dataset(candidates_path: Path, sim, llm, config: VerifyConfig, datasets
     graph = load_clue_graph(Path(meta["snapshot_path"]) / "snapshot.duckdb", page_ids=[])
     log("indexing the snapshot with bm25s (independent of the simulator's index)")
     ranker = BM25Ranker((pid, p["title"], p["text"]) for pid, p in graph.pages.items())
-    accepted, rejected, stats = verify(candidates, sim, llm, graph, ranker, config, model=meta["model"],
+    accepted, rejected, stats = verify_candidates(candidates, sim, llm, graph, ranker, config, model=meta["model"],
                                        snapshot_id=meta["snapshot_id"], progress=log)
     stats["seed_rejections"] = meta.get("seed_rejections", {})
     provenance = {"snapshot_id": meta["snapshot_id"], "snapshot_path": meta["snapshot_path"], "model": meta["model"],

@@ -233,7 +233,7 @@ def _usage(llm) -> dict:
     return usage.as_dict() if usage is not None and hasattr(usage, "as_dict") else {}
 
 
-def verify(candidates: Sequence[dict], sim, llm, graph: ClueGraph, ranker: diff.BM25Ranker | None,
+def verify_candidates(candidates: Sequence[dict], sim, llm, graph: ClueGraph, ranker: diff.BM25Ranker | None,
            config: VerifyConfig = VerifyConfig(), *, model: str = "", snapshot_id: str = "",
            progress: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict], dict]:
     """Apply every rule; returns (verified rows, rejected rows, stats). Rules never change with the yield."""
