@@ -33,7 +33,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             # a demonstration opens 3-6 pages of ~350 tokens each: 2,048 tokens would drop most of them
             "sft_model": {"config": {"max_steps": 8, "eval_questions": 8, "max_length": 4096}},
             "grpo_model": {"config": {"max_steps": 2, "num_generations": 2, "max_completion_length": 384}},
-            "evaluation": {"config": {"eval_questions": 8, "max_turns": 4, "max_tokens": 64}},
+            # navigation: 16 eval tasks per model in the demo (the 135M model on 2 CPU cores took > 3 min for 16
+            # tasks at 4 turns); the full profile and the default run 100
+            "evaluation": {"config": {"eval_questions": 8, "max_turns": 4, "max_tokens": 64,
+                                      "eval_navigation_tasks": 16, "navigation_max_turns": 4}},
         }},
     },
     "full": {
