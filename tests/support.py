@@ -225,8 +225,8 @@ class FakeTeacher:
 
 
 class ScriptedBackend(Backend):
-    """A backend that answers like a perfect copier: the draft as the question, the prompt's quotes as evidence;
-    the judge answers the gold answer it is told, the closed-book pass does not know. Counts engine calls."""
+    """A backend that answers like a perfect copier: the question it is asked to polish, unchanged; the judge
+    answers the gold answer it is told, the closed-book pass does not know. Counts engine calls."""
 
     name = "scripted"
 
@@ -242,9 +242,8 @@ class ScriptedBackend(Backend):
         out = []
         for r in requests:
             system, user = r.prompt[0]["content"], r.prompt[-1]["content"]
-            if system == q.QUESTION_SYSTEM:
-                draft = re.search(r"^Draft question: (.*)$", user, re.M).group(1)
-                text = json.dumps({"question": draft, "aliases": []})
+            if system == q.POLISH_SYSTEM:
+                text = user
             elif system == q.JUDGE_SYSTEM:
                 question = re.search(r"Question: (.*)$", user, re.M).group(1)
                 text = json.dumps({"answer": self.judge_answers.get(question, "no idea")})

@@ -4,7 +4,7 @@ a clear error before any work starts.
 
 The generation run is the real `candidate_questions` asset in its own process, talking through the real
 `openai` backend and response cache to a small OpenAI-compatible server in this process that answers slowly
-(like a copier: the draft as the question, the prompt's quotes as evidence) and counts what it is asked.
+(like a copier: the question it is asked to polish, back) and counts what it is asked.
 """
 
 import json
@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class CopierServer(ThreadingHTTPServer):
-    """`/v1/chat/completions` answering back-translation prompts like a perfect copier, `delay_s` per request."""
+    """`/v1/chat/completions` answering polish prompts like a perfect copier (the question back), `delay_s` per
+    request."""
 
     daemon_threads = True
 
@@ -73,8 +74,7 @@ class _CopierHandler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.prompts[self.server.run].append(user)
         time.sleep(self.server.delay_s)
-        draft = re.search(r"^Draft question: (.*)$", user, re.M).group(1)
-        text = json.dumps({"question": draft, "aliases": []})
+        text = user
         self._send({"id": "x", "object": "chat.completion", "model": "copier",
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                  "finish_reason": "stop"}],
@@ -90,11 +90,11 @@ GENERATE = textwrap.dedent("""
 
     snapshot, base_url = sys.argv[1:3]
     result = dg.materialize(
-        [candidate_questions],
+        [candidate_questions], instance=dg.DagsterInstance.get(),
         resources={"simulator": SimulatorResource(snapshot=snapshot),
                    "llm": LLMResource(backend="openai", base_url=base_url, model="copier",
                                       backend_options={"max_concurrency": 2})},
-        run_config={"ops": {"candidate_questions": {"config": {"chunk_size": 4}}}})
+        run_config={"ops": {"candidate_questions": {"config": {"chunk_size": 4, "samples": 1}}}})
     print("SUCCESS" if result.success else "FAILED")
 """)
 
@@ -120,18 +120,21 @@ def _generate(snapshot_path: str, base_url: str) -> subprocess.Popen:
 
 def test_generation_killed_midway_resumes_from_the_cache_without_loss_or_duplicates(
         wikispeedia_snapshot, tmp_path, monkeypatch):  # noqa: F811
-    from assets.questions import CANDIDATES_FILE, evidence_chains
+    from assets.questions import evidence_chains
     from assets.simulator import SimulatorResource
     from pipeline.synthesis import questions as q
 
     monkeypatch.setenv("WEBSIM_HOME", str(tmp_path / "home"))
     snap = str(wikispeedia_snapshot.path)
     chains = dg.materialize([evidence_chains], resources={"simulator": SimulatorResource(snapshot=snap)},
+                            instance=dg.DagsterInstance.get(),
                             run_config={"ops": {"evidence_chains": {"config": {"count": 24, "seed": 7}}}})
     assert chains.success
-    _, chain_rows = q.read_jsonl(q.work_dir() / "evidence_chains.jsonl")
+    seeds_path = Path(chains.asset_materializations_for_node("evidence_chains")[0].metadata["path"].value)
+    candidates_path = seeds_path.with_name("candidate_questions.jsonl")
+    _, chain_rows = q.read_jsonl(seeds_path)
     total = len(chain_rows)
-    assert total >= 16
+    assert total >= 12
     cache = tmp_path / "home" / "cache" / "llm_responses.sqlite"
 
     server = CopierServer(delay_s=0.4)
@@ -148,7 +151,7 @@ def test_generation_killed_midway_resumes_from_the_cache_without_loss_or_duplica
         proc.wait()
         assert proc.returncode == -signal.SIGKILL
         cached = _cached_rows(cache)
-        assert 8 <= cached < total and not (q.work_dir() / CANDIDATES_FILE).exists()
+        assert 8 <= cached < total and not candidates_path.exists()
         assert len(server.prompts[1]) >= cached  # requests in flight at the kill were answered but never stored
 
         # second run: only what the cache lacks is generated again
@@ -164,11 +167,11 @@ def test_generation_killed_midway_resumes_from_the_cache_without_loss_or_duplica
     assert len(set(asked_second)) == len(asked_second)
     assert _cached_rows(cache) == total
 
-    _, candidates = q.read_jsonl(q.work_dir() / CANDIDATES_FILE)
+    _, candidates = q.read_jsonl(candidates_path)
     ids = [c["candidate_id"] for c in candidates]
     assert len(ids) == total and len(set(ids)) == total  # nothing lost, nothing twice
-    assert sorted(ids) == sorted(c["chain_id"] for c in chain_rows)
-    assert all(c["parsed"] and c["parsed"]["question"] == c["draft"] for c in candidates)
+    assert sorted(ids) == sorted(c["seed_id"] for c in chain_rows)
+    assert all(c["writer"] == "copier" and c["question"] == c["template_question"] for c in candidates)
 
 
 # ---- 2. two runs that write the store at once -------------------------------------------------------------------
