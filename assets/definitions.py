@@ -5,7 +5,7 @@ import dagster as dg
 from assets import (checks, evaluation, executors, ingest, jobs, navigation, questions, report_tasks, schedules,
                     sensors, simulator, training)
 from assets.llm_resource import LLMResource
-from assets.resources import InputsResource, StoreResource
+from assets.resources import InputsResource, PathsResource, StoreResource
 
 defs = dg.Definitions(
     assets=[ingest.warc_pages, ingest.clickstream, ingest.pages, ingest.link_graph, simulator.snapshot,
@@ -20,5 +20,5 @@ defs = dg.Definitions(
     sensors=[sensors.warc_files_sensor, sensors.clickstream_files_sensor, sensors.run_failure_log],
     executor=executors.executor_from_env(),
     resources={"store": StoreResource(), "inputs": InputsResource(), "simulator": simulator.SimulatorResource(),
-               "llm": LLMResource()},
+               "llm": LLMResource(), "paths": PathsResource()},
 )

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.handoffs import dataset_dir, json_metadata, latest_path, md_image, model_dir, snapshot_of
+from assets.handoffs import json_metadata, latest_path, md_image, model_dir, snapshot_of
 from assets.llm_resource import LLMResource
+from assets.resources import PathsResource
 from assets.simulator import SimulatorResource
 from assets.training import grpo_model, sft_model
-from pipeline import config as websim_config
 
 EVAL_NEVER_TRAINED_ON = "No evaluation question or report task was trained on: none of their ids, and no question's " \
                         "normalised text, is in the SFT traces or the GRPO run's training data; all are eval-split."
@@ -55,7 +55,7 @@ class EvaluationConfig(dg.Config):
                 "results (every trajectory's answer and grades) in a JSON file.",
 )
 def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simulator: SimulatorResource,
-               llm: LLMResource):
+               llm: LLMResource, paths: PathsResource):
     from training.evaluate import (EvalConfig, check_never_trained_on, evaluate, plot_results, results_table_md,
                                    sft_run_of, write_results)
     from training.grpo import read_report_tasks
@@ -64,7 +64,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simu
     sft_dir = model_dir(context.instance, config.sft_model_dir, sft_model.key, "SFT", "sft_model_dir")
     grpo_dir = model_dir(context.instance, config.grpo_model_dir, grpo_model.key, "GRPO", "grpo_model_dir")
     sft_run, provenance = sft_run_of(sft_dir)
-    qdir = dataset_dir(config.questions_dir, "hard_queries")
+    qdir = paths.dataset_dir("hard_queries", config.questions_dir)
     questions = read_questions(qdir, "eval")[: config.eval_questions or None]
     if not questions:
         raise dg.Failure(f"no eval questions in {qdir}")
@@ -88,7 +88,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simu
         navigation_max_turns=config.navigation_max_turns), report_tasks=reports, navigation_tasks=navigation,
         data_dir=llm.data_dir or None, log=context.log.info)
     results["leakage_check"] = leak
-    out_dir = Path(config.output_dir) if config.output_dir else websim_config.data_dir() / "eval"
+    out_dir = paths.eval_dir(config.output_dir)
     path = write_results(results, out_dir / f"evaluation-{time.strftime('%Y%m%dT%H%M%S')}-{context.run_id[:8]}.json")
     png = plot_results(results, path.with_suffix(".png"))
     context.log.info("\n" + results_table_md(results))

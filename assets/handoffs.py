@@ -2,7 +2,7 @@
 
 An asset that writes a folder records it in its materialization metadata (`path` for a dataset, `model_dir` for a
 model); the next asset reads the latest materialization's value (`latest_path`), and its config can point at
-another folder instead. Dataset folders default to `<data dir>/datasets/<name>`.
+another folder instead. Dataset folders default to `<data dir>/datasets/<name>` (`PathsResource.dataset_dir`).
 """
 
 import base64
@@ -12,7 +12,6 @@ from pathlib import Path
 import dagster as dg
 
 from assets.simulator import SimulatorResource
-from pipeline import config as websim_config
 
 
 def latest_path(instance: dg.DagsterInstance, key: dg.AssetKey, name: str) -> Path | None:
@@ -20,10 +19,6 @@ def latest_path(instance: dg.DagsterInstance, key: dg.AssetKey, name: str) -> Pa
     event = instance.get_latest_materialization_event(key)
     value = event.asset_materialization.metadata.get(name) if event and event.asset_materialization else None
     return Path(value.value) if value is not None else None
-
-
-def dataset_dir(configured: str, name: str) -> Path:
-    return Path(configured) if configured else websim_config.data_dir() / "datasets" / name
 
 
 def model_dir(instance: dg.DagsterInstance, configured: str, key: dg.AssetKey, label: str, field: str) -> Path:

@@ -8,9 +8,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets.llm_resource import LLMResource
-from assets.resources import StoreResource
+from assets.resources import PathsResource, StoreResource
 from assets.simulator import SimulatorResource, snapshot
-from pipeline import config as websim_config
 from pipeline.synthesis.report_tasks import CHECKS, TASK_KINDS, ReportTaskConfig, SourceCriteria, make_report_dataset
 from pipeline.simulator.snapshot import DUCKDB_FILE
 
@@ -80,7 +79,8 @@ def _sample_md(rows: list[dict]) -> str:
                 "structure and teacher key points verified by literal quotes; Parquet + HF dataset + JSONL + card.",
 )
 def report_tasks(context: dg.AssetExecutionContext, config: ReportTasksConfig, llm: LLMResource,
-                 simulator: SimulatorResource, store: StoreResource) -> dg.MaterializeResult:
+                 simulator: SimulatorResource, store: StoreResource,
+                 paths: PathsResource) -> dg.MaterializeResult:
     from pipeline.llm.model_setup import ensure_embedded_model
     from pipeline.synthesis.report_tasks import load_tokenizer, tokenizer_counter
 
@@ -94,8 +94,7 @@ def report_tasks(context: dg.AssetExecutionContext, config: ReportTasksConfig, l
         max_sources_per_task=config.max_sources_per_task, seed=config.seed, eval_fraction=config.eval_fraction,
         with_references=config.with_references, key_points_max_tokens=config.key_points_max_tokens,
         reference_max_tokens=config.reference_max_tokens, criteria=SourceCriteria(min_chars=config.min_chars))
-    out_dir = Path(config.output_dir) if config.output_dir else (
-        websim_config.data_dir() / "datasets" / "report_tasks" / snapshot_id)
+    out_dir = Path(config.output_dir) if config.output_dir else paths.dataset_dir("report_tasks") / snapshot_id
     context.log.info(f"report tasks from {db_path} (snapshot {snapshot_id}) into {out_dir}")
     run = make_report_dataset(db_path, out_dir, snapshot_id=snapshot_id, config=task_config,
                               count_tokens=tokenizer_counter(tokenizer), tokenizer_name=Path(tokenizer_path).name,

@@ -1,4 +1,4 @@
-"""Resources: where the store is and which folders hold the inputs.
+"""Resources: where websim writes, where the store is and which folders hold the inputs.
 
 Empty fields mean "the embedded default" (see `pipeline.config`), resolved when a run starts, so
 a user points websim at their own data with env vars or run config and the demo needs neither.
@@ -9,10 +9,46 @@ from pathlib import Path
 from typing import Callable
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from pipeline import config
 from pipeline.ingest.run import CLICKSTREAM_SUFFIXES, WARC_SUFFIXES, list_inputs, resolve_input
 from pipeline.ingest.store import Store
+
+
+class PathsResource(dg.ConfigurableResource):
+    """Where the assets write: datasets, models and evaluation results under one data dir.
+
+    `data_dir` empty: `$WEBSIM_HOME`, else `<repo>/.websim` (`pipeline.config.data_dir`), read once when a run
+    starts. A deployment that keeps the data dir in another variable sets `PathsResource(data_dir=dg.EnvVar("X"))`
+    or run config `resources: {paths: {config: {data_dir: {env: X}}}}` (a bare `EnvVar` would make the variable
+    mandatory; the empty default keeps a fresh clone working with none).
+    """
+
+    data_dir: str = ""
+    _root: Path | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._root = self._resolve()
+
+    def _resolve(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve() if self.data_dir else config.data_dir()
+
+    def root(self) -> Path:
+        """The data dir (as resolved at launch; resolved now outside a run)."""
+        return self._root or self._resolve()
+
+    def dataset_dir(self, name: str, configured: str = "") -> Path:
+        """A dataset's folder: `configured` when set, else `<data dir>/datasets/<name>`."""
+        return Path(configured) if configured else self.root() / "datasets" / name
+
+    def models_dir(self, trainer: str) -> Path:
+        """Where a trainer's runs go: `<data dir>/models/<trainer>` ("sft", "grpo")."""
+        return self.root() / "models" / trainer
+
+    def eval_dir(self, configured: str = "") -> Path:
+        """Evaluation results: `configured` when set, else `<data dir>/eval`."""
+        return Path(configured) if configured else self.root() / "eval"
 
 
 class StoreResource(dg.ConfigurableResource):

@@ -14,10 +14,11 @@ from pathlib import Path
 import dagster as dg
 from pydantic import create_model
 
-from assets.handoffs import dataset_dir, json_metadata, latest_path, md_image, model_dir, sample_md, snapshot_of
+from assets.handoffs import json_metadata, latest_path, md_image, model_dir, sample_md, snapshot_of
 from assets.llm_resource import LLMResource
 from assets.navigation import navigation_tasks
 from assets.questions import hard_queries
+from assets.resources import PathsResource
 from assets.simulator import SimulatorResource
 from pipeline import config as websim_config
 from training.grpo import GRPORunConfig
@@ -102,11 +103,11 @@ def navigation_train_rows(instance: dg.DagsterInstance, config: SFTTracesConfig)
                 "and teacher rollouts kept only when their answer matches gold. Train split only.",
 )
 def sft_traces(context: dg.AssetExecutionContext, config: SFTTracesConfig, llm: LLMResource,
-               simulator: SimulatorResource) -> dg.MaterializeResult:
+               simulator: SimulatorResource, paths: PathsResource) -> dg.MaterializeResult:
     from training.agent_loop import AgentConfig
     from training.traces import TeacherConfig, TracesConfig, make_sft_traces, read_questions
 
-    qdir = dataset_dir(config.questions_dir, "hard_queries")
+    qdir = paths.dataset_dir("hard_queries", config.questions_dir)
     rows = read_questions(qdir, "train")[: config.max_questions or None]
     snapshot_ids = sorted({r.get("snapshot_id") or "" for r in rows} - {""})
     snap = snapshot_of(simulator, snapshot_ids[0] if len(snapshot_ids) == 1 else "")
@@ -119,7 +120,7 @@ def sft_traces(context: dg.AssetExecutionContext, config: SFTTracesConfig, llm: 
                             min_f1=config.teacher_min_f1,
                             agent=AgentConfig(max_turns=config.max_turns, max_tokens=config.max_tokens))
     run = make_sft_traces(
-        rows, str(snap.path), dataset_dir(config.output_dir, "sft_traces"),
+        rows, str(snap.path), paths.dataset_dir("sft_traces", config.output_dir),
         config=TracesConfig(demonstrations=config.demonstrations, teacher=config.teacher,
                             teacher_questions=config.teacher_questions, teacher_config=teacher, env=env,
                             replay_sample=config.replay_sample, navigation_human=config.navigation_human,
@@ -177,14 +178,14 @@ def run_trainer(context: dg.AssetExecutionContext, module: str, run, out: Path) 
     return json.loads((out / "metrics.json").read_text())
 
 
-def sft_run(config, traces: Path, data_dir: str) -> SFTRunConfig:
+def sft_run(config, traces: Path, data_dir: str, runs: Path) -> SFTRunConfig:
     """The SFT run of an `sft_model` config on `traces`: its settings, in a folder named by them and the data."""
     from training.sft import sft_run_dir
 
     provenance = json.loads((traces / "provenance.json").read_text())
     names = [f.name for f in SFTRunConfig.setting_fields()]
     settings = {n: getattr(config, n) for n in names}
-    out = sft_run_dir(websim_config.data_dir() / "models" / "sft", settings, provenance, config.run_name)
+    out = sft_run_dir(runs, settings, provenance, config.run_name)
     return SFTRunConfig(dataset=str(traces), output_dir=str(out), data_dir=data_dir, retrain=config.retrain,
                         num_threads=config.num_threads, **settings)
 
@@ -199,14 +200,14 @@ def sft_run(config, traces: Path, data_dir: str) -> SFTRunConfig:
                 "questions through the agent loop.",
 )
 def sft_model(context: dg.AssetExecutionContext, config: SFTModelConfig, simulator: SimulatorResource,
-              llm: LLMResource) -> dg.Output[str]:
+              llm: LLMResource, paths: PathsResource) -> dg.Output[str]:
     from training.agent_loop import AgentConfig
     from training.evaluate import before_after
     from training.traces import read_questions
 
     traces = Path(config.traces_dir) if config.traces_dir else (
-        latest_path(context.instance, sft_traces.key, "path") or dataset_dir("", "sft_traces"))
-    run = sft_run(config, traces, llm.data_dir or "")
+        latest_path(context.instance, sft_traces.key, "path") or paths.dataset_dir("sft_traces"))
+    run = sft_run(config, traces, llm.data_dir or "", paths.models_dir("sft"))
     out = Path(run.output_dir)
     context.log.info(f"SFT on {traces} into {out}")
     metrics = run_trainer(context, "training.sft", run, out)
@@ -221,7 +222,8 @@ def sft_model(context: dg.AssetExecutionContext, config: SFTModelConfig, simulat
         "loss_curve_png": dg.MetadataValue.path(str(out / "loss_curve.png")),
     }
     if config.eval_questions:
-        questions = read_questions(dataset_dir(config.questions_dir, "hard_queries"), "eval")[: config.eval_questions]
+        qdir = paths.dataset_dir("hard_queries", config.questions_dir)
+        questions = read_questions(qdir, "eval")[: config.eval_questions]
         provenance = json.loads((traces / "provenance.json").read_text())
         results, samples = before_after(
             {"base": metrics["base_model"], "sft": str(out / "model")}, questions,
@@ -265,14 +267,13 @@ GRPOModelConfig = run_config_class(
 
 
 def grpo_run(config, start: Path, qdir: Path, reports: Path | None, snap, llm: LLMResource,
-             env: dict) -> GRPORunConfig:
+             env: dict, runs: Path) -> GRPORunConfig:
     """The GRPO run of a `grpo_model` config: its settings and rewards, in a folder named by them and the data."""
     from training.grpo import grpo_run_dir
 
     rewards = {f.name: getattr(config, _reward_field(f.name)) for f in dataclasses.fields(RewardConfig)}
     settings = {f.name: getattr(config, f.name) for f in GRPORunConfig.setting_fields()}
-    out = grpo_run_dir(websim_config.data_dir() / "models" / "grpo", settings, rewards, start, qdir, reports, snap.id,
-                       config.run_name)
+    out = grpo_run_dir(runs, settings, rewards, start, qdir, reports, snap.id, config.run_name)
     return GRPORunConfig(questions=str(qdir), snapshot=str(snap.path), output_dir=str(out), model=str(start),
                          data_dir=llm.data_dir or "", report_tasks=str(reports or ""), rewards=rewards,
                          judge_backend=llm.backend, judge_model=llm.model or "embedded", judge_base_url=llm.base_url,
@@ -290,7 +291,7 @@ def grpo_run(config, start: Path, qdir: Path, reports: Path | None, snap, llm: L
                 "model folder. Metadata: reward, accuracy, tool-call frequency and KL curves.",
 )
 def grpo_model(context: dg.AssetExecutionContext, config: GRPOModelConfig, simulator: SimulatorResource,
-               llm: LLMResource):
+               llm: LLMResource, paths: PathsResource):
     from training.evaluate import sft_run_of
     from training.grpo import last_rollout
     from training.rewards import reward_sanity
@@ -298,7 +299,7 @@ def grpo_model(context: dg.AssetExecutionContext, config: GRPOModelConfig, simul
 
     start = model_dir(context.instance, config.sft_model_dir, sft_model.key, "SFT", "sft_model_dir")
     sft, provenance = sft_run_of(start)
-    qdir = dataset_dir(config.questions_dir, "hard_queries")
+    qdir = paths.dataset_dir("hard_queries", config.questions_dir)
     rewards = RewardConfig(**{f.name: getattr(config, _reward_field(f.name)) for f in dataclasses.fields(RewardConfig)})
     sanity = reward_sanity(read_questions(qdir, "train"), rewards, sample=config.sanity_sample, seed=config.seed)
     yield dg.AssetCheckResult(check_name="reward_sanity", passed=sanity["passed"], metadata=json_metadata(sanity))
@@ -308,7 +309,7 @@ def grpo_model(context: dg.AssetExecutionContext, config: GRPOModelConfig, simul
     reports = Path(config.report_tasks_dir) if config.report_tasks_dir else (
         latest_path(context.instance, dg.AssetKey("report_tasks"), "path") if config.report_fraction else None)
     snap = snapshot_of(simulator, provenance.get("snapshot_id", ""))
-    run = grpo_run(config, start, qdir, reports, snap, llm, provenance.get("env", {}))
+    run = grpo_run(config, start, qdir, reports, snap, llm, provenance.get("env", {}), paths.models_dir("grpo"))
     out = Path(run.output_dir)
     context.log.info(f"GRPO from {start} on {qdir} (snapshot {snap.id}) into {out}")
     metrics = run_trainer(context, "training.grpo", run, out)

@@ -9,6 +9,7 @@ import pytest
 
 from assets.evaluation import evaluation
 from assets.llm_resource import LLMResource
+from assets.resources import PathsResource
 from assets.simulator import SimulatorResource
 from assets.training import grpo_model, sft_model, sft_traces
 from tests.support import small_questions
@@ -27,7 +28,7 @@ def questions_dir(tmp_path_factory):
 @pytest.fixture()
 def resources(small_snapshot):  # noqa: F811
     return {"llm": LLMResource(backend="transformers"),
-            "simulator": SimulatorResource(snapshots_root=str(small_snapshot.path.parent))}
+            "simulator": SimulatorResource(snapshots_root=str(small_snapshot.path.parent)), "paths": PathsResource()}
 
 
 def test_definitions_load(resources):

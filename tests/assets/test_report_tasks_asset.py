@@ -8,7 +8,7 @@ import pytest
 
 from assets.llm_resource import LLMResource
 from assets.report_tasks import report_tasks
-from assets.resources import StoreResource
+from assets.resources import PathsResource, StoreResource
 from assets.simulator import SimulatorResource
 from pipeline.synthesis.report_tasks import CHECKS, TASK_KINDS
 from tests.support import sample, FakeTeacher
@@ -56,7 +56,7 @@ def test_asset_materializes_a_checked_dataset(built_snapshot, gguf_tokenizer, tm
     store, snap = built_snapshot
     out = tmp_path / "out"
     resources = {"llm": FakeLLMResource(), "store": StoreResource(path=str(store.path)),
-                 "simulator": SimulatorResource(snapshots_root=str(snap.path.parent))}
+                 "simulator": SimulatorResource(snapshots_root=str(snap.path.parent)), "paths": PathsResource()}
     config = {"n_reorder": 3, "n_synthesise": 3, "n_analyse_merge": 2, "chunks_per_task": 4, "distractors": 1,
               "max_pages_per_host": 40, "tokenizer": gguf_tokenizer, "output_dir": str(out)}
     instance = dg.DagsterInstance.ephemeral()
@@ -91,7 +91,8 @@ def test_asset_materializes_a_checked_dataset(built_snapshot, gguf_tokenizer, tm
 def test_asset_reads_the_store_while_no_snapshot_exists(built_snapshot, gguf_tokenizer, tmp_path):
     store, _ = built_snapshot
     resources = {"llm": FakeLLMResource(), "store": StoreResource(path=str(store.path)),
-                 "simulator": SimulatorResource(snapshots_root=str(tmp_path / "no_snapshots"))}
+                 "simulator": SimulatorResource(snapshots_root=str(tmp_path / "no_snapshots")),
+                 "paths": PathsResource()}
     config = {"n_reorder": 1, "n_synthesise": 1, "n_analyse_merge": 0, "max_pages_per_host": 10,
               "tokenizer": gguf_tokenizer, "output_dir": str(tmp_path / "out")}
     result = _run(resources, config)
@@ -107,7 +108,7 @@ def test_end_to_end_with_the_embedded_model(built_snapshot, tmp_path):
     store, snap = built_snapshot
     resources = {"llm": LLMResource(backend="transformers", max_json_retries=0),
                  "store": StoreResource(path=str(store.path)),
-                 "simulator": SimulatorResource(snapshots_root=str(snap.path.parent))}
+                 "simulator": SimulatorResource(snapshots_root=str(snap.path.parent)), "paths": PathsResource()}
     config = {"n_reorder": 1, "n_synthesise": 1, "n_analyse_merge": 1, "chunks_per_task": 2, "distractors": 1,
               "max_sources_per_task": 1, "max_pages_per_host": 10, "key_points_max_tokens": 96,
               "reference_max_tokens": 96, "output_dir": str(tmp_path / "out")}

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets.llm_resource import LLMResource
+from assets.resources import PathsResource
 from assets.simulator import SimulatorResource
 from assets.training import TRACE_CHECKS, sft_model, sft_traces
 from training.tool_parser import ToolCall, format_call
@@ -40,7 +41,8 @@ def questions_dir(tmp_path_factory):
 
 @pytest.fixture()
 def resources(small_snapshot):
-    return {"llm": FakeLLMResource(), "simulator": SimulatorResource(snapshots_root=str(small_snapshot.path.parent))}
+    return {"llm": FakeLLMResource(), "simulator": SimulatorResource(snapshots_root=str(small_snapshot.path.parent)),
+            "paths": PathsResource()}
 
 
 ENV = {"search_k": 2, "snippet_chars": 60, "max_chars": 120, "max_links": 3}
