@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.handoffs import json_metadata
-from assets.resources import StoreResource
+from assets.resources import PathsResource, StoreResource
 from assets.simulator import SimulatorResource, snapshot
 from pipeline import config as websim_config
 from pipeline.simulator.snapshot import DUCKDB_FILE
@@ -47,10 +47,10 @@ def source_db(simulator: SimulatorResource, store: StoreResource) -> tuple[Path,
                 "difficulty levels; split by target page. Parquet + HF dataset + JSONL + card.",
 )
 def navigation_tasks(context: dg.AssetExecutionContext, config: NavigationTasksConfig, simulator: SimulatorResource,
-                     store: StoreResource) -> dg.MaterializeResult:
+                     store: StoreResource, paths: PathsResource) -> dg.MaterializeResult:
     db_path, snapshot_id = source_db(simulator, store)
     games = config.game_files or [str(websim_config.sample_data_dir() / "wikispeedia" / "paths_unfinished.tsv")]
-    out_dir = Path(config.output_dir or websim_config.data_dir() / "datasets" / "navigation_tasks")
+    out_dir = paths.dataset_dir("navigation_tasks", config.output_dir)
     run = make_navigation_dataset(db_path, games, out_dir, snapshot_id=snapshot_id, log=context.log.info, config=(
         NavigationConfig(n_tasks=config.n_tasks, seed=config.seed, eval_fraction=config.eval_fraction,
                          described_fraction=config.described_fraction, max_shortest=config.max_shortest,

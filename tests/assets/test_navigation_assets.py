@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.navigation import navigation_tasks
-from assets.resources import StoreResource
+from assets.resources import PathsResource, StoreResource
 from assets.simulator import SimulatorResource
 from assets.training import SFTTracesConfig, navigation_train_rows
 
@@ -14,7 +14,7 @@ def test_navigation_tasks_materializes_a_checked_dataset(wikispeedia_snapshot, t
     result = dg.materialize(
         [navigation_tasks], instance=instance,
         resources={"store": StoreResource(path=str(tmp_path / "unused.duckdb")),
-                   "simulator": SimulatorResource(snapshot=str(wikispeedia_snapshot.path))},
+                   "simulator": SimulatorResource(snapshot=str(wikispeedia_snapshot.path)), "paths": PathsResource()},
         run_config={"ops": {"navigation_tasks": {"config": {"n_tasks": 30, "max_candidates": 200,
                                                             "output_dir": str(out)}}}})
     assert result.success

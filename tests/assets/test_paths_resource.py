@@ -47,6 +47,6 @@ def test_an_explicit_data_dir_or_another_env_var_wins(monkeypatch, tmp_path):
 def test_the_definitions_provide_it_to_the_assets_that_write():
     assert isinstance(defs.resources["paths"], PathsResource)
     graph = defs.resolve_asset_graph()
-    for name in ("report_tasks", "sft_traces", "sft_model", "grpo_model", "evaluation"):
+    for name in ("report_tasks", "navigation_tasks", "sft_traces", "sft_model", "grpo_model", "evaluation"):
         assets_def = graph.get(dg.AssetKey(name)).assets_def
         assert "paths" in assets_def.required_resource_keys, name
