@@ -26,7 +26,7 @@ class EvidenceChainsConfig(dg.Config):
     family_mix: dict[str, float] = {"shared_link": 0.5, "linked_fact": 0.5}
     seed: int = 0
     """Seeds the build and every model call after it."""
-    max_description_pages: int = 3
+    max_description_pages: int = 5
     """A described page's description may fit at most this many pages (all of them count for uniqueness)."""
     parser: str = q.FamilyConfig.parser
     """spaCy pipeline (package name or folder) that reads the defining sentences."""

@@ -172,10 +172,10 @@ together admit exactly one answer.
 1. **Definitions** (spaCy dependency parse of each page's defining sentence): the kind of thing a page is (the
    predicate's head noun) and a description (the predicate noun phrase with its modifiers, cut at the first
    coordination or apposition, never at a comma inside it). Kinds are grouped ("nation" counts every country).
-2. **Families**: `shared_link`: "Which <kind> is mentioned in both the article about <description A> and the one
-   about <description B>?" The answer is the only page that both described pages mention (a link in a sentence
-   that names it) among all pages of the kind *or of unknown kind* (conservative), every page each description
-   fits counted; neither page alone pins it. `linked_fact`: the same pinned entity, asked for the year its own
+2. **Families**: `shared_link`: "Which <kind> is linked from both the article about <description A> and the one
+   about <description B>?" (one of the two pages may be named instead). The answer is the only page that both
+   pages link to among all pages of the kind *or of unknown kind* (conservative), every page each description fits
+   counted; neither page alone pins it; each links to it from a sentence that names it (the evidence quote). `linked_fact`: the same pinned entity, asked for the year its own
    page states for a verb (parsed: "In 1953 Greenland was made an equal part of the Danish Kingdom" -> "In what
    year was ... made an equal part of the Danish Kingdom?"), only when that verb has one year on the page.
 3. **Polish**: the model (`{provenance.get('model', '')}`) rewrites each question, {cfg.get('samples', '?')} samples

@@ -1,11 +1,12 @@
 """Question families whose answer is computed on the snapshot, each with the clue sets that make it unique.
 
 - `shared_link` (answer: a page): "Which composer is linked from both the article about <description of A> and
-  the article about <description of B>?" The answer is the one page of that kind that both described pages
-  link to; neither page alone pins it (each links to at least two pages of the kind).
-- `linked_fact` (answer: a year): "In what year was the university linked from the article about <description
-  of A> founded?" The described page links to exactly one page of the kind (the relation picks the entity, the
-  kind alone admits many); the year is the one the entity's own page states for that verb.
+  the one about <description of B>?" The answer is the one page of that kind (or of unknown kind: conservative)
+  that both described pages link to, every page each description fits counted; neither page alone pins it
+  (each links to at least two pages of the kind); each links to it from a sentence that names it (the quote).
+- `linked_fact` (answer: a year): "In what year was the university linked from both the article about <A> and
+  the one about <B> founded?" The entity is pinned as in `shared_link`; the year is the one the entity's own page
+  states for that verb (and no other year for it).
 
 Every clue is stored with the number of pages (or values) it admits on its own, and the question with the size
 of its answer set computed with every page each description admits (`answer_candidates`, always 1 for a kept
@@ -42,7 +43,9 @@ class FamilyConfig:
     seed: int = 0
     min_kind_pages: int = 3
     """A kind clue must admit at least this many pages on its own (else the kind gives the answer away)."""
-    max_description_pages: int = 3
+    max_uses: int = 3
+    """A page is described in at most this many questions (variety: not every question about the same pages)."""
+    max_description_pages: int = 5
     """A described page's description may fit at most this many pages (they all count for uniqueness)."""
     pairs_per_answer: int = 40
     """Pairs of linking pages tried per answer page (shared_link)."""
@@ -71,27 +74,40 @@ def _quote_for_link(g: ClueGraph, src: int, dst: int) -> str:
     return ""
 
 
-def _describable(g: ClueGraph, pid: int, answer: int, cfg: FamilyConfig, cache: dict) -> tuple[Definition, set[int]] | None:
-    """(definition, pages its description admits) when `pid` can be named by its description in a question about
-    `answer`: the description does not name the answer and fits few pages."""
+@dataclass(frozen=True)
+class PageClue:
+    """How a question points at a page: by its description ("about <description>", fitting `admitted` pages) or,
+    for at most one page of a question, by name ("on <title>")."""
+
+    phrase: str
+    admitted: frozenset[int]
+    named: bool
+    text: str
+
+
+def _describable(g: ClueGraph, pid: int, answer: int, cfg: FamilyConfig, cache: dict) -> PageClue | None:
+    """The description clue of `pid` in a question about `answer` (it does not name the answer and fits few
+    pages), else its name clue when the name does not give the answer away, else None."""
     d = g.defs.get(pid)
-    if d is None or d.description is None or d.description.split()[0].lower() not in ("a", "an", "the") or "," in d.description \
-            or _DEICTIC.search(d.description):
-        return None
-    if answer_in_text(answer_of_title(g.title(answer)), d.description) or \
-            set(content_tokens(g.title(answer))) & set(content_tokens(d.description)):
-        return None
-    if d.description not in cache:
-        cache[d.description] = g.described(d.description)
-    admitted = cache[d.description]
-    if not 1 <= len(admitted) <= cfg.max_description_pages:
-        return None
-    return d, admitted
+    answer_words = set(content_tokens(g.title(answer)))
+    if d is not None and d.description is not None and d.description.split()[0].lower() in ("a", "an", "the") \
+            and "," not in d.description and not _DEICTIC.search(d.description) \
+            and not answer_in_text(answer_of_title(g.title(answer)), d.description) \
+            and not answer_words & set(content_tokens(d.description)):
+        if d.description not in cache:
+            cache[d.description] = frozenset(g.described(d.description))
+        admitted = cache[d.description]
+        if 1 <= len(admitted) <= cfg.max_description_pages:
+            return PageClue(f"about {d.description}", admitted, False, d.description)
+    name = answer_of_title(g.title(pid))
+    if name == g.title(pid) and not answer_words & set(content_tokens(name)) and not re.search(r"\d", name):
+        return PageClue(f"on {name}", frozenset({pid}), True, name)
+    return None
 
 
 def _pin(g: ClueGraph, answer: int, cfg: FamilyConfig, rng: random.Random, cache: dict):
-    """Two described pages whose mentions of things of the answer's kind meet only in the answer: ((a, da, adm_a,
-    from_a, quote_a), (b, ...)), or a rejection reason. Neither page alone pins the answer."""
+    """Two pages (described, or one of them named) whose links to things of the answer's kind meet only in the
+    answer: ((a, clue_a, from_a, quote_a), (b, ...), may_be), or a rejection reason. Neither page alone pins it."""
     d = g.defs.get(answer)
     if d is None:
         return "no_definition"
@@ -101,19 +117,23 @@ def _pin(g: ClueGraph, answer: int, cfg: FamilyConfig, rng: random.Random, cache
     may_be = g.may_be(d.kind)
     sources = []
     for src in sorted(g.inn.get(answer, ())):
-        described = _describable(g, src, answer, cfg, cache)
-        if described and src not in kind and answer in g.linked_from(src) and len(g.linked_from(src) & kind) >= 2:
-            sources.append((src, *described))
+        if src in kind or answer not in g.mentioned_by(src) or len(g.linked_from(src) & kind) < 2 \
+                or cache.setdefault("uses", Counter())[src] >= cfg.max_uses:
+            continue
+        clue = _describable(g, src, answer, cfg, cache)
+        if clue is not None:
+            sources.append((src, clue))
     if len(sources) < 2:
         return "no_describable_source"
-    pairs = [(a, b) for i, a in enumerate(sources) for b in sources[i + 1:]]
+    pairs = [(a, b) for i, a in enumerate(sources) for b in sources[i + 1:] if not (a[1].named and b[1].named)]
     rng.shuffle(pairs)
+    pairs.sort(key=lambda pair: pair[0][1].named + pair[1][1].named)  # two described pages first
     reason = "ambiguous"
-    for (a, da, adm_a), (b, db, adm_b) in pairs[:cfg.pairs_per_answer]:
-        if da.description == db.description or adm_a & adm_b:
+    for (a, ca), (b, cb) in pairs[:cfg.pairs_per_answer]:
+        if ca.text == cb.text or ca.admitted & cb.admitted:
             continue
-        from_a = set().union(*(g.linked_from(p) for p in adm_a)) & may_be
-        from_b = set().union(*(g.linked_from(p) for p in adm_b)) & may_be
+        from_a = set().union(*(g.linked_from(p) for p in ca.admitted)) & may_be
+        from_b = set().union(*(g.linked_from(p) for p in cb.admitted)) & may_be
         if from_a & from_b != {answer}:
             continue
         if len(from_a) < 2 or len(from_b) < 2:
@@ -123,19 +143,27 @@ def _pin(g: ClueGraph, answer: int, cfg: FamilyConfig, rng: random.Random, cache
         if not qa or not qb:
             reason = "no_quote"
             continue
-        return (a, da, adm_a, from_a, qa), (b, db, adm_b, from_b, qb), may_be
+        cache["uses"][a] += 1
+        cache["uses"][b] += 1
+        if cb.named:  # the named page second: "... the article about <description> and the one on <name>"
+            (a, ca, from_a, qa), (b, cb, from_b, qb) = (b, cb, from_b, qb), (a, ca, from_a, qa)
+        return (a, ca, from_a, qa), (b, cb, from_b, qb), may_be
     return reason
 
 
 def _pin_clues(d: Definition, pinned) -> list[dict]:
-    (a, da, adm_a, from_a, _), (b, db, adm_b, from_b, _), may_be = pinned
+    (_, ca, from_a, _), (_, cb, from_b, _), may_be = pinned
     return [
         {"kind": "kind", "text": d.kind_text, "candidates": len(may_be)},
-        {"kind": "description", "text": da.description, "candidates": len(adm_a)},
-        {"kind": "description", "text": db.description, "candidates": len(adm_b)},
-        {"kind": "mentioned_in", "text": f"mentioned in the article about {da.description}", "candidates": len(from_a)},
-        {"kind": "mentioned_in", "text": f"mentioned in the article about {db.description}", "candidates": len(from_b)},
+        *({"kind": "named_page" if c.named else "description", "text": c.text, "candidates": len(c.admitted)}
+          for c in (ca, cb)),
+        {"kind": "linked_from", "text": f"linked from the article {ca.phrase}", "candidates": len(from_a)},
+        {"kind": "linked_from", "text": f"linked from the article {cb.phrase}", "candidates": len(from_b)},
     ]
+
+
+def _named(pinned) -> list[str]:
+    return [c.text for _, c, _, _ in pinned[:2] if c.named]
 
 
 def shared_link(g: ClueGraph, answer: int, cfg: FamilyConfig, rng: random.Random, cache: dict
@@ -147,12 +175,11 @@ def shared_link(g: ClueGraph, answer: int, cfg: FamilyConfig, rng: random.Random
     d = g.defs[answer]
     if not quote_in(d.raw, g.text(answer)):
         return None, "no_quote"
-    (a, da, _, _, qa), (b, db, _, _, qb), _ = pinned
-    question = (f"Which {d.kind_text} is mentioned in both the article about {da.description} "
-                f"and the one about {db.description}?")
+    (a, ca, _, qa), (b, cb, _, qb), _ = pinned
+    question = f"Which {d.kind_text} is linked from both the article {ca.phrase} and the one {cb.phrase}?"
     return _seed(g, "shared_link", cfg.seed, question, answer_of_title(g.title(answer)), "name", answer,
                  chain=[(a, qa), (answer, d.raw)], evidence=[(a, qa), (b, qb), (answer, d.raw)],
-                 clues=_pin_clues(d, pinned), answer_candidates=1, hops=2), ""
+                 clues=_pin_clues(d, pinned), answer_candidates=1, hops=2, named_pages=_named(pinned)), ""
 
 
 def linked_fact(g: ClueGraph, answer: int, cfg: FamilyConfig, rng: random.Random, cache: dict
@@ -161,6 +188,9 @@ def linked_fact(g: ClueGraph, answer: int, cfg: FamilyConfig, rng: random.Random
     d = g.defs.get(answer)
     if d is None:
         return None, "no_definition"
+    pinned = _pin(g, answer, cfg, rng, cache)  # the graph first: parsing the page's year sentences costs more
+    if isinstance(pinned, str):
+        return None, pinned
     title_words = set(content_tokens(g.title(answer)))
     facts = [f for f in year_facts(g.title(answer), d.kind, g.text(answer), cfg.parser)
              if quote_in(f.raw, g.text(answer))]
@@ -169,17 +199,14 @@ def linked_fact(g: ClueGraph, answer: int, cfg: FamilyConfig, rng: random.Random
     facts = [f for f in facts if not title_words & set(content_tokens(f.predicate))]
     if not facts:
         return None, "fact_names_page"
-    pinned = _pin(g, answer, cfg, rng, cache)
-    if isinstance(pinned, str):
-        return None, pinned
-    (a, da, _, _, qa), (b, db, _, _, qb), _ = pinned
+    (a, ca, _, qa), (b, cb, _, qb), _ = pinned
     fact = facts[rng.randrange(len(facts))]
-    question = (f"In what year {fact.aux} the {d.kind_text} mentioned in both the article about {da.description} "
-                f"and the one about {db.description} {fact.predicate}?")
+    question = (f"In what year {fact.aux} the {d.kind_text} linked from both the article {ca.phrase} "
+                f"and the one {cb.phrase} {fact.predicate}?")
     clues = [*_pin_clues(d, pinned), {"kind": "fact", "text": fact.predicate, "candidates": 1}]
     return _seed(g, "linked_fact", cfg.seed, question, fact.year, "year", answer,
                  chain=[(a, qa), (answer, fact.raw)], evidence=[(a, qa), (b, qb), (answer, fact.raw)],
-                 clues=clues, answer_candidates=1, hops=3, fact_sentence=fact.raw), ""
+                 clues=clues, answer_candidates=1, hops=3, fact_sentence=fact.raw, named_pages=_named(pinned)), ""
 
 
 def _seed(g: ClueGraph, family: str, seed: int, question: str, answer: str, kind: str, answer_id: int, *,

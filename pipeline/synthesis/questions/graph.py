@@ -4,7 +4,7 @@
 `Definition`: kind and description, from `parse.definitions`), and the words of its text. A clue is a set:
 
 - `kind(k)`: the pages whose defining sentence makes them a `k` ("composer");
-- `linked_from(p)`: the pages that page `p` links to;
+- `linked_from(p)`: the pages that page `p` links to (what the simulator's `links(url)` lists);
 - `described(d)`: the pages whose text has every content word of the description `d` (a superset of the pages
   the description fits: a page the description was taken from always has its words);
 
@@ -42,6 +42,7 @@ class ClueGraph:
     kinds: dict[str, set[int]] = field(default_factory=dict)
 
     mentions: dict[int, set[int]] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
     unknown: set[int] = field(default_factory=set)
     """Pages whose kind is unknown (no defining sentence could be read): any kind clue may fit them."""
 
@@ -49,8 +50,9 @@ class ClueGraph:
         for pid, d in self.defs.items():
             self.kinds.setdefault(KIND_GROUPS.get(d.kind, d.kind), set()).add(pid)
         self.unknown = set(self.pages) - set(self.defs)
+        self.names = {pid: re.sub(r"\s*\([^)]*\)\s*$", "", p["title"]) for pid, p in self.pages.items()}
         for (src, dst), e in self.edges.items():
-            name = re.sub(r"\s*\([^)]*\)\s*$", "", self.pages[dst]["title"]).lower()
+            name = self.names[dst].lower()
             if e["context"] and name and name in e["context"].lower():
                 self.mentions.setdefault(src, set()).add(dst)
 
@@ -64,8 +66,11 @@ class ClueGraph:
         return self.kind(k) | self.unknown
 
     def linked_from(self, page_id: int) -> set[int]:
-        """Pages that `page_id` mentions in its text with a link (the link's sentence names the target): what a
-        reader of the article sees it mention. Navigation-box links without a sentence are not mentions."""
+        """Every page that `page_id` links to (in its text or its navigation boxes): what `links(url)` shows."""
+        return self.out.get(page_id, set())
+
+    def mentioned_by(self, page_id: int) -> set[int]:
+        """Pages `page_id` links to from a sentence that names them (a quote can cite that sentence)."""
         return self.mentions.get(page_id, set())
 
     def described(self, description: str) -> set[int]:

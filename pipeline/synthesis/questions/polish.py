@@ -22,14 +22,14 @@ POLISH_SYSTEM = (
     "You edit quiz questions. Rewrite the question so it reads naturally, as one question ending with '?'. "
     "Keep every fact and every descriptive word; add nothing; never answer it. Reply with the question only.")
 POLISH_EXAMPLES = [
-    ("Which city is mentioned in both the article about a Genevan philosopher and the one about a Scouting hostel "
+    ("Which city is linked from both the article about a Genevan philosopher and the one about a Scouting hostel "
      "and conference centre?",
-     "Which city comes up both in the article about a Genevan philosopher and in the one about a Scouting hostel "
-     "and conference centre?"),
-    ("In what year did the country mentioned in both the article about a bovid from the family of the Bovidae and "
+     "Which city do both the article about a Genevan philosopher and the one about a Scouting hostel and "
+     "conference centre link to?"),
+    ("In what year did the country linked from both the article about a bovid from the family of the Bovidae and "
      "the one about a hill of sand built by eolian processes join the United Nations?",
-     "In what year did the country that appears in both the article about a bovid from the family of the Bovidae "
-     "and the one about a hill of sand built by eolian processes join the United Nations?"),
+     "In what year did the country that both the article about a bovid from the family of the Bovidae and the one "
+     "about a hill of sand built by eolian processes link to join the United Nations?"),
 ]
 POLISH_HASH = hashlib.sha256(repr((POLISH_SYSTEM, POLISH_EXAMPLES)).encode("utf-8")).hexdigest()[:12]
 

@@ -68,12 +68,12 @@ class VerifyConfig:
 JUDGE_SYSTEM = ("You check trivia questions. Read the evidence, then answer the question with the shortest exact "
                 "answer the evidence gives (a name, date, number or place). Reply with JSON only.")
 JUDGE_EXAMPLES = [
-    ({"question": "Which ocean is mentioned in both the article about a deep trench in the western Pacific and the "
+    ({"question": "Which ocean is linked from both the article about a deep trench in the western Pacific and the "
                   "one about a chain of volcanic islands?",
       "evidence": ["Mariana Trench: The trench lies in the western Pacific Ocean east of the Mariana Islands.",
                    "Mariana Islands: The islands are the summits of volcanic mountains in the Pacific Ocean."]},
      {"answer": "Pacific Ocean"}),
-    ({"question": "In what year was the museum mentioned in both the article about a portrait by an Italian "
+    ({"question": "In what year was the museum linked from both the article about a portrait by an Italian "
                   "Renaissance painter and the one about a glass pyramid opened?",
       "evidence": ["Mona Lisa: The painting hangs in the Louvre in Paris.",
                    "Louvre Pyramid: The pyramid is the main entrance of the Louvre.",
@@ -259,8 +259,9 @@ def verify_candidates(candidates: Sequence[dict], sim, llm, graph: ClueGraph, ra
             st["reasons"].append(r)
         titles = [s["title"] for s in cand["chain"]] + [graph.title(ids_by_url[e["url"]]) for e in cand["evidence"]
                                                         if e["url"] in ids_by_url]
-        st["reasons"] += check_text(st["question"], golds, titles if cand["answer_kind"] != "name" else
-                                    [t for t in titles if t != cand["answer_title"]],
+        unnamed = {cand["answer_title"], *cand.get("named_pages", [])} if cand["answer_kind"] == "name" else \
+            set(cand.get("named_pages", []))  # the answer is checked on its own; a named clue page is meant
+        st["reasons"] += check_text(st["question"], golds, [t for t in titles if t not in unnamed],
                                     [e["quote"] for e in cand["evidence"]], config.max_copied_tokens)
         if not st["reasons"]:
             results = sim.search(st["question"], max(config.top_k, config.rank_depth)).results

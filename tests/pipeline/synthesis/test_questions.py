@@ -111,7 +111,7 @@ def test_the_pin_refuses_two_fitting_pages_and_accepts_one(monkeypatch):
     g = _graph(extra_link=False)
     ok = families._pin(g, _ids(g)["Rome"], cfg, random.Random(0), {})
     assert not isinstance(ok, str)
-    (a, _, adm_a, from_a, _), (b, _, adm_b, from_b, _), may_be = ok
+    (a, _, from_a, _), (b, _, from_b, _), may_be = ok
     assert {g.title(a), g.title(b)} == {"Caesar", "Pasta"} and from_a & from_b == {_ids(g)["Rome"]}
     g2 = _graph(extra_link=True)
     assert families._pin(g2, _ids(g2)["Rome"], cfg, random.Random(0), {}) == "ambiguous"
@@ -165,11 +165,14 @@ def test_each_family_builds_questions_on_real_pages(seeds):
 def test_every_seed_answer_is_the_only_one_the_graph_admits(seeds, clue_graph):
     g = clue_graph
     ids = {p["url"]: pid for pid, p in g.pages.items()}
+    ids_by_title = {p["title"]: pid for pid, p in g.pages.items()}
+    assert sum(c["kind"] == "named_page" for s in seeds[0] for c in s["clues"]) <= len(seeds[0])  # one at most
     for s in seeds[0]:
         answer = ids[s["answer_url"]]
         a, b = ids[s["evidence"][0]["url"]], ids[s["evidence"][1]["url"]]
-        descs = [c["text"] for c in s["clues"] if c["kind"] == "description"]
-        fit_a, fit_b = g.described(descs[0]), g.described(descs[1])
+        fits = [g.described(c["text"]) if c["kind"] == "description" else {ids_by_title[c["text"]]}
+                for c in s["clues"] if c["kind"] in ("description", "named_page")]
+        fit_a, fit_b = fits
         assert a in fit_a and b in fit_b
         may_be = g.may_be(g.defs[answer].kind)
         common = set().union(*(g.linked_from(p) for p in fit_a)) & set().union(*(g.linked_from(p) for p in fit_b))
@@ -224,7 +227,7 @@ def test_the_form_gate_rejects_what_the_previous_synthesis_wrote(question):
 
 # ---- polish ------------------------------------------------------------------------------------------------------------
 
-SEED = {"template_question": "Which city is mentioned in both the article about a Genevan philosopher and the one "
+SEED = {"template_question": "Which city is linked from both the article about a Genevan philosopher and the one "
                              "about a Scouting hostel and conference centre?",
         "answer": "Geneva", "answer_title": "Geneva",
         "clues": [{"kind": "kind", "text": "city", "candidates": 40},
@@ -233,7 +236,7 @@ SEED = {"template_question": "Which city is mentioned in both the article about 
 
 
 def test_best_of_n_keeps_the_template_when_every_sample_breaks_a_rule():
-    samples = ["Which city is mentioned in the article about a philosopher?",  # drops clue words
+    samples = ["Which city is linked from the article about a philosopher?",  # drops clue words
                "Geneva is mentioned in both articles about a Genevan philosopher and a Scouting hostel and "
                "conference centre?",  # states the answer
                "In that article, a certain place is mentioned?"]  # placeholders
