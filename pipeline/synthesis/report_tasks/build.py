@@ -20,7 +20,7 @@ from pipeline.synthesis.report_tasks.prompts import (
     REPORT_SCHEMA, SUMMARY_SCHEMA, analyse_merge_prompt, key_points_chat, key_points_schema, reference_report_chat,
     reference_summary_chat, reorder_prompt, synthesise_prompt)
 from pipeline.synthesis.report_tasks.scoring import score_completion
-from pipeline.synthesis.report_tasks.sources import display_titles, order_key, select_sources
+from pipeline.synthesis.report_tasks.sources import display_titles, order_key, page_category, select_sources
 from pipeline.text.lexical import normalize
 
 @dataclass
@@ -106,13 +106,27 @@ class _Builder:
                                            self.config.chunk_min_tokens)
         return self._chunks[url]
 
+    def relation(self, anchor: str, url: str, clicks: int) -> int:
+        """How related `url` (linked from the anchor's text) is to the anchor; see `ReportTaskConfig.min_relation`."""
+        score = 1
+        if anchor in self.related.get(url, ()) and any(u == anchor for *_, u in self.out_links.get(url, [])):
+            score += 2
+        cat = page_category(self.by_url[anchor].get("text") or "")
+        if cat and cat == page_category(self.by_url[url].get("text") or ""):
+            score += 2
+        return score + (clicks > 0)
+
     def companions(self, anchor: str) -> list[str]:
         out = []
-        for *_, url in sorted(self.out_links.get(anchor, [])):
+        for neg_clicks, *_, url in sorted(self.out_links.get(anchor, [])):
             if len(out) >= self.config.max_sources_per_task - 1:
                 break
-            if self.split[url] == self.split[anchor] and len(self.chunks(url)) >= 2:
-                out.append(url)
+            if self.split[url] != self.split[anchor] or len(self.chunks(url)) < 2:
+                continue
+            if self.relation(anchor, url, -neg_clicks) < self.config.min_relation:
+                self.rejections["companion_unrelated"] += 1
+                continue
+            out.append(url)
         return out
 
     def distractors(self, group: list[str], rng: random.Random) -> list[Chunk]:

@@ -43,7 +43,11 @@ class ReportTaskConfig:
     distractors: int = 1
     """Distractor chunks from unrelated pages per synthesise / analyse_merge task."""
     max_sources_per_task: int = 2
-    """Pages one synthesise / analyse_merge task draws from: the anchor page and pages it links to."""
+    """Pages one synthesise / analyse_merge task draws from: the anchor page and related pages (`min_relation`)."""
+    min_relation: int = 2
+    """How related a companion page must be to the anchor: a link from the anchor's text (1), plus a link back
+    (+2), the same subject category (+2), readers clicking it (+1). 2 or more: never two pages a link alone joins
+    ("Nicaragua" and "Japan")."""
     seed: int = 0
     eval_fraction: float = 0.1
     key_points_per_chunk: int = 3
@@ -51,8 +55,9 @@ class ReportTaskConfig:
     reference_max_tokens: int = 384
     with_references: bool = True
     """Ask the teacher for reference answers (synthesise, analyse_merge); reorder's reference is its gold."""
-    min_reference_score: float = 0.0
-    """Drop teacher references whose mean verifier score is below this (counted as ref_low_score)."""
+    min_reference_score: float = 0.5
+    """Drop teacher references whose mean verifier score is below this (counted as ref_low_score): a reference
+    that fails its own task's verifiers teaches the failure."""
     criteria: SourceCriteria = field(default_factory=SourceCriteria)
 
     def count(self, kind: str) -> int:

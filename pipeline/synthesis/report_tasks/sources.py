@@ -4,6 +4,7 @@ selecting the long, structured, English prose pages that qualify as sources (wit
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,15 @@ def read_texts(db_path: str | Path, urls: Iterable[str]) -> dict[str, str]:
 
     with duckdb.connect(str(db_path), read_only=True) as con:
         return {r["url"]: r["text"] for r in _rows(con, _TEXTS_BY_URL_SQL, {"urls": sorted(set(urls))})}
+
+
+_CATEGORY = re.compile(r"Related subjects:\s*([^\n]+)")
+
+
+def page_category(text: str) -> str | None:
+    """The subject category a page states ("Related subjects: Countries" in Wikipedia for Schools), if any."""
+    m = _CATEGORY.search((text or "")[:2000])
+    return " ".join(m.group(1).split()).casefold() if m else None
 
 
 def source_rejection(profile: PageProfile, criteria: SourceCriteria) -> str | None:

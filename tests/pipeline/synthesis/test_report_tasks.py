@@ -264,10 +264,12 @@ def test_teacher_key_points_are_verified_and_failures_counted(wiki_pages, count)
     assert set(sources) == {"model:fake-teacher", "extractive"}
     refs = Counter(r["reference_source"] for r in result.rows)
     assert refs["gold"] == 4 and refs["model:fake-teacher"] > 0
-    assert rej["ref_invalid_json"] + refs["model:fake-teacher"] == 7
+    assert rej["ref_invalid_json"] + rej["ref_low_score"] + refs["model:fake-teacher"] == 7
     for r in result.rows:
         if r["reference_source"] == "model:fake-teacher":
             assert r["reference_scores"]["format"] is not None and "[C" in r["reference"]
+            values = [v for v in r["reference_scores"].values() if v is not None]
+            assert sum(values) / len(values) >= CONFIG.min_reference_score  # a low-scoring reference is not kept
         assert r["model"] == "fake-teacher"
     assert all(n == 0 for n, _ in check_tasks(result.rows, {p["url"]: p["text"] for p in wiki_pages}).values())
     pairs = sft_examples(result.rows, min_score=0.0)
@@ -336,3 +338,17 @@ def test_export_writes_parquet_hf_jsonl_and_a_card(built, tmp_path):
     # a re-export replaces the folder whole
     export_dataset(table.slice(0, 2), tmp_path / "report_tasks", card=card, provenance={})
     assert sum(json.loads((tmp_path / "report_tasks" / "provenance.json").read_text())["rows_by_split"].values()) == 2
+
+
+def test_pages_of_one_task_are_related_not_joined_by_one_link(wiki_pages, count):
+    from pipeline.synthesis.report_tasks.sources import page_category
+
+    unclicked = [{**e, "clicks": 0} for e in _edges(wiki_pages)]  # one-way links nobody clicks
+    result = build_report_tasks(wiki_pages, unclicked, count_tokens=count, config=CONFIG)
+    texts = {p["url"]: p["text"] for p in wiki_pages}
+    for row in result.rows:
+        if len(row["source_urls"]) == 2:  # kept only when the two pages share their subject category
+            a, b = row["source_urls"]
+            assert page_category(texts[a]) and page_category(texts[a]) == page_category(texts[b])
+    multi = sum(len(r["source_urls"]) == 2 for r in result.rows)
+    assert result.rejections["companion_unrelated"] > 0 or multi > 0
