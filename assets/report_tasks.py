@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.llm_resource import LLMResource
-from assets.resources import PathsResource, StoreResource
+from assets.resources import PathsResource
 from assets.simulator import SimulatorResource, snapshot
 from pipeline.synthesis.report_tasks import CHECKS, TASK_KINDS, ReportTaskConfig, SourceCriteria, make_report_dataset
 from pipeline.simulator.snapshot import DUCKDB_FILE
@@ -45,13 +45,13 @@ class ReportTasksConfig(dg.Config):
     """Empty: <data dir>/datasets/report_tasks/<snapshot id>."""
 
 
-def _source_db(simulator: SimulatorResource, store: StoreResource) -> tuple[Path, str]:
-    """The latest (or configured) snapshot's DuckDB file and id; the store itself while no snapshot exists."""
+def _source_db(simulator: SimulatorResource) -> tuple[Path, str]:
+    """The snapshot's database: tasks are made from an immutable snapshot, never from the live store."""
     try:
         snap = simulator.get_snapshot()
-        return snap.path / DUCKDB_FILE, snap.id
-    except FileNotFoundError:
-        return store.get().path, "store"
+    except FileNotFoundError as exc:
+        raise dg.Failure(f"no snapshot to make report tasks from ({exc}): materialize `snapshot` first") from exc
+    return snap.path / DUCKDB_FILE, snap.id
 
 
 def _md_image(png: bytes, alt: str) -> str:
@@ -79,39 +79,40 @@ def _sample_md(rows: list[dict]) -> str:
                 "structure and teacher key points verified by literal quotes; Parquet + HF dataset + JSONL + card.",
 )
 def report_tasks(context: dg.AssetExecutionContext, config: ReportTasksConfig, llm: LLMResource,
-                 simulator: SimulatorResource, store: StoreResource,
-                 paths: PathsResource) -> dg.MaterializeResult:
+                 simulator: SimulatorResource, paths: PathsResource) -> dg.MaterializeResult:
     from pipeline.llm.model_setup import ensure_embedded_model
     from pipeline.synthesis.report_tasks import load_tokenizer, tokenizer_counter
 
-    db_path, snapshot_id = _source_db(simulator, store)
+    db_path, snapshot_id = _source_db(simulator)
     tokenizer_path = config.tokenizer or str(ensure_embedded_model(llm.data_dir or None))
-    tokenizer = load_tokenizer(tokenizer_path)
-    task_config = ReportTaskConfig(
-        n_reorder=config.n_reorder, n_synthesise=config.n_synthesise, n_analyse_merge=config.n_analyse_merge,
-        chunk_max_tokens=config.chunk_max_tokens, chunk_min_tokens=config.chunk_min_tokens,
-        chunks_per_task=config.chunks_per_task, distractors=config.distractors,
-        max_sources_per_task=config.max_sources_per_task, seed=config.seed, eval_fraction=config.eval_fraction,
-        with_references=config.with_references, key_points_max_tokens=config.key_points_max_tokens,
-        reference_max_tokens=config.reference_max_tokens, criteria=SourceCriteria(min_chars=config.min_chars))
     out_dir = Path(config.output_dir) if config.output_dir else paths.dataset_dir("report_tasks") / snapshot_id
     context.log.info(f"report tasks from {db_path} (snapshot {snapshot_id}) into {out_dir}")
-    run = make_report_dataset(db_path, out_dir, snapshot_id=snapshot_id, config=task_config,
-                              count_tokens=tokenizer_counter(tokenizer), tokenizer_name=Path(tokenizer_path).name,
-                              llm=llm.get_backend(), per_host=config.max_pages_per_host, log=context.log.info)
+    run = make_report_dataset(db_path, out_dir, snapshot_id=snapshot_id, config=_task_config(config),
+                              count_tokens=tokenizer_counter(load_tokenizer(tokenizer_path)),
+                              tokenizer_name=Path(tokenizer_path).name, llm=llm.get_backend(),
+                              per_host=config.max_pages_per_host, log=context.log.info)
+    context.log.info(f"{len(run.result.rows)} tasks {run.result.stats['tasks_by_kind']}, "
+                     f"rejections {dict(run.result.rejections)}")
+    checks = [dg.AssetCheckResult(check_name=name, passed=bad == 0, metadata={"violations": bad,
+                                                                              "examples": dg.MetadataValue.json(ex)})
+              for name, (bad, ex) in run.checks.items()]
+    return dg.MaterializeResult(metadata=_metadata(run, snapshot_id, llm.usage()), check_results=checks)
+
+
+def _task_config(config: ReportTasksConfig) -> ReportTaskConfig:
+    fields = set(ReportTaskConfig.__dataclass_fields__) - {"criteria"}
+    return ReportTaskConfig(**{k: v for k, v in config.model_dump().items() if k in fields},
+                            criteria=SourceCriteria(min_chars=config.min_chars))
+
+
+def _metadata(run, snapshot_id: str, usage: dict) -> dict:
     stats, rows = run.result.stats, run.result.rows
-    context.log.info(f"{len(rows)} tasks {stats['tasks_by_kind']}, rejections {dict(run.result.rejections)}")
-    usage = llm.usage()
-    metadata = {
-        "path": dg.MetadataValue.path(run.export["path"]),
-        "snapshot_id": snapshot_id,
-        "dagster/row_count": len(rows),
+    return {
+        "path": dg.MetadataValue.path(run.export["path"]), "snapshot_id": snapshot_id, "dagster/row_count": len(rows),
         **{f"tasks_{kind}": stats["tasks_by_kind"].get(kind, 0) for kind in TASK_KINDS},
         "tasks_by_split": dg.MetadataValue.json(stats["tasks_by_split"]),
         "rejections": dg.MetadataValue.json(dict(sorted(run.result.rejections.items()))),
-        "sources": stats["sources"],
-        "chunks": stats["chunks"],
-        "key_points": stats["key_points"],
+        "sources": stats["sources"], "chunks": stats["chunks"], "key_points": stats["key_points"],
         "key_point_chunks": dg.MetadataValue.json(stats["key_point_chunks"]),
         "references": dg.MetadataValue.json(stats["references"]),
         "chunk_tokens_histogram": dg.MetadataValue.md(_md_image(run.histogram_png, "chunk tokens")),
@@ -124,7 +125,3 @@ def report_tasks(context: dg.AssetExecutionContext, config: ReportTasksConfig, l
         "seconds": stats["seconds_total"],
         "dataset_card": dg.MetadataValue.path(str(Path(run.export["path"]) / "README.md")),
     }
-    checks = [dg.AssetCheckResult(check_name=name, passed=bad == 0, metadata={"violations": bad,
-                                                                              "examples": dg.MetadataValue.json(ex)})
-              for name, (bad, ex) in run.checks.items()]
-    return dg.MaterializeResult(metadata=metadata, check_results=checks)

@@ -88,17 +88,16 @@ def test_asset_materializes_a_checked_dataset(built_snapshot, gguf_tokenizer, tm
     assert [(r["task_id"], r["split"]) for r in again] == [(r["task_id"], r["split"]) for r in rows]
 
 
-def test_asset_reads_the_store_while_no_snapshot_exists(built_snapshot, gguf_tokenizer, tmp_path):
+def test_asset_refuses_the_live_store_when_no_snapshot_exists(built_snapshot, gguf_tokenizer, tmp_path):
     store, _ = built_snapshot
     resources = {"llm": FakeLLMResource(), "store": StoreResource(path=str(store.path)),
                  "simulator": SimulatorResource(snapshots_root=str(tmp_path / "no_snapshots")),
                  "paths": PathsResource()}
     config = {"n_reorder": 1, "n_synthesise": 1, "n_analyse_merge": 0, "max_pages_per_host": 10,
               "tokenizer": gguf_tokenizer, "output_dir": str(tmp_path / "out")}
-    result = _run(resources, config)
-    assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
-    provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
-    assert provenance["snapshot_id"] == "store" and provenance["source_db"] == str(store.path)
+    with pytest.raises(dg.Failure, match="materialize `snapshot` first"):
+        _run(resources, config)
+    assert not (tmp_path / "out").exists()  # tasks come from an immutable snapshot, never the store being written
 
 
 @pytest.mark.slow
