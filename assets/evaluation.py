@@ -58,7 +58,6 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simu
                llm: LLMResource, paths: PathsResource):
     from training.evaluate import (EvalConfig, check_never_trained_on, evaluate, plot_results, results_table_md,
                                    sft_run_of, write_results)
-    from training.grpo import read_report_tasks
     from training.traces import read_questions
 
     sft_dir = model_dir(context.instance, config.sft_model_dir, sft_model.key, "SFT", "sft_model_dir")
@@ -68,11 +67,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simu
     questions = read_questions(qdir, "eval")[: config.eval_questions or None]
     if not questions:
         raise dg.Failure(f"no eval questions in {qdir}")
-    reports_dir = Path(config.report_tasks_dir) if config.report_tasks_dir else latest_path(
-        context.instance, dg.AssetKey("report_tasks"), "path")
-    reports = read_report_tasks(reports_dir, "eval")[: config.eval_report_tasks] if reports_dir and \
-        config.eval_report_tasks else []
-    navigation = navigation_eval_rows(context.instance, config)
+    reports, navigation = report_eval_rows(context.instance, config), navigation_eval_rows(context.instance, config)
     leak = check_never_trained_on(list(questions) + navigation, reports, sft_run, grpo_dir, qdir)
     yield dg.AssetCheckResult(check_name="eval_never_trained_on", metadata=json_metadata(leak),
                               passed=leak["passed"] and bool(leak["sources"]["grpo_train_ids"]))
@@ -97,6 +92,15 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simu
         "plots": dg.MetadataValue.md(md_image(png.read_bytes(), "base vs SFT vs GRPO")),
         "plots_png": dg.MetadataValue.path(str(png)), "questions": len(questions), "report_tasks": len(reports),
         "snapshot_id": snap.id, "models": dg.MetadataValue.json(models), **model_figures(results)})
+
+
+def report_eval_rows(instance: dg.DagsterInstance, config: EvaluationConfig) -> list[dict]:
+    """Eval-split report tasks ([] when there is no report-task dataset, or none wanted)."""
+    from training.grpo import read_report_tasks
+
+    folder = Path(config.report_tasks_dir) if config.report_tasks_dir else latest_path(
+        instance, dg.AssetKey("report_tasks"), "path")
+    return read_report_tasks(folder, "eval")[: config.eval_report_tasks] if folder and config.eval_report_tasks else []
 
 
 def navigation_eval_rows(instance: dg.DagsterInstance, config: EvaluationConfig) -> list[dict]:

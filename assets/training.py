@@ -134,13 +134,11 @@ def sft_traces(context: dg.AssetExecutionContext, config: SFTTracesConfig, llm: 
         for name, (bad, examples) in run.checks.items()]
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(run.export["path"]), "dagster/row_count": len(run.rows),
-        "traces_demonstration": run.stats["by_source"]["demonstration"],
-        "traces_teacher": run.stats["by_source"]["teacher"], "questions": len(rows),
-        **{f"traces_{s}": run.stats["by_source"][s] for s in ("human_path", "shortest_path")},
+        **{f"traces_{s}": n for s, n in run.stats["by_source"].items()},
+        "questions": len(rows),
         "rejections": dg.MetadataValue.json(run.stats["rejections"]),
-        "teacher_model": run.provenance["teacher_model"],
-        "teacher_summary": dg.MetadataValue.json(run.stats["teacher_summary"]), "snapshot_id": snap.id,
-        "env": dg.MetadataValue.json(env),
+        "teacher_model": run.provenance["teacher_model"], "snapshot_id": snap.id, "env": dg.MetadataValue.json(env),
+        "teacher_summary": dg.MetadataValue.json(run.stats["teacher_summary"]),
         "sample_trace": dg.MetadataValue.md(sample_md(run.rows[0]["messages"]) if run.rows else "(no traces)"),
         "dataset_card": dg.MetadataValue.path(str(Path(run.export["path"]) / "README.md")),
         "llm_usage": dg.MetadataValue.json(llm.usage() if config.teacher else {}),
