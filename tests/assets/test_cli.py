@@ -26,7 +26,10 @@ def test_overrides_merge_over_the_profile(tmp_path):
     path = tmp_path / "over.yaml"
     path.write_text(yaml.safe_dump({"synthesis": {"ops": {"evidence_chains": {"config": {"seed": 3}}}}}))
     ops = run_configs("demo", path)["synthesis"]["ops"]
-    assert ops["evidence_chains"]["config"] == {"count": 400, "seed": 3}  # the profile's count kept
+    from assets.profiles import PROFILES
+
+    profile_count = PROFILES["demo"]["synthesis"]["ops"]["evidence_chains"]["config"]["count"]
+    assert ops["evidence_chains"]["config"] == {"count": profile_count, "seed": 3}  # the profile's count kept
     assert ops["report_tasks"] == PROFILES["demo"]["synthesis"]["ops"]["report_tasks"]
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}, "d": 4}) == {"a": {"b": 1, "c": 3}, "d": 4}
 
