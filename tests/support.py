@@ -224,9 +224,17 @@ class FakeTeacher:
         return out
 
 
+def reword(question: str) -> str:
+    """A fluent rewrite that keeps every clue: what a scripted polisher answers."""
+    if question.startswith("Which "):
+        return "What " + question[len("Which "):]
+    return question.replace("In what year ", "In which year ", 1)
+
+
 class ScriptedBackend(Backend):
-    """A backend that answers like a perfect copier: the question it is asked to polish, unchanged; the judge
-    answers the gold answer it is told, the closed-book pass does not know. Counts engine calls."""
+    """A backend that answers like a careful editor: the question it is asked to polish with one phrase reworded
+    (`reword`), every clue kept; the judge answers the gold answer it is told, the closed-book pass does not know.
+    Counts engine calls."""
 
     name = "scripted"
 
@@ -243,7 +251,7 @@ class ScriptedBackend(Backend):
         for r in requests:
             system, user = r.prompt[0]["content"], r.prompt[-1]["content"]
             if system == q.POLISH_SYSTEM:
-                text = user
+                text = reword(user)
             elif system == q.JUDGE_SYSTEM:
                 question = re.search(r"Question: (.*)$", user, re.M).group(1)
                 text = json.dumps({"answer": self.judge_answers.get(question, "no idea")})

@@ -4,7 +4,7 @@ a clear error before any work starts.
 
 The generation run is the real `candidate_questions` asset in its own process, talking through the real
 `openai` backend and response cache to a small OpenAI-compatible server in this process that answers slowly
-(like a copier: the question it is asked to polish, back) and counts what it is asked.
+(like an editor: the question it is asked to polish, one phrase reworded) and counts what it is asked.
 """
 
 import json
@@ -24,7 +24,7 @@ import dagster as dg
 import pytest
 
 from assets import defs
-from tests.support import sample
+from tests.support import reword, sample
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,8 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class CopierServer(ThreadingHTTPServer):
-    """`/v1/chat/completions` answering polish prompts like a perfect copier (the question back), `delay_s` per
-    request."""
+    """`/v1/chat/completions` answering polish prompts like an editor (`reword`), `delay_s` per request."""
 
     daemon_threads = True
 
@@ -74,7 +73,7 @@ class _CopierHandler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.prompts[self.server.run].append(user)
         time.sleep(self.server.delay_s)
-        text = user
+        text = reword(user)
         self._send({"id": "x", "object": "chat.completion", "model": "copier",
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                  "finish_reason": "stop"}],
@@ -171,7 +170,7 @@ def test_generation_killed_midway_resumes_from_the_cache_without_loss_or_duplica
     ids = [c["candidate_id"] for c in candidates]
     assert len(ids) == total and len(set(ids)) == total  # nothing lost, nothing twice
     assert sorted(ids) == sorted(c["seed_id"] for c in chain_rows)
-    assert all(c["writer"] == "copier" and c["question"] == c["template_question"] for c in candidates)
+    assert all(c["writer"] == "copier" and c["question"] == reword(c["template_question"]) for c in candidates)
 
 
 # ---- 2. two runs that write the store at once -------------------------------------------------------------------

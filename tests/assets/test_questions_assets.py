@@ -68,7 +68,7 @@ def test_synthesis_assets_and_checks(resources):
     assert n >= 8 and sum(seeds_md["families"].value.values()) == n
     assert f"/{seeds_md['snapshot_id'].value}/" in seeds_md["path"].value  # work files scoped to the snapshot
     cands_md = result.asset_materializations_for_node("candidate_questions")[0].metadata
-    assert cands_md["rewrites_kept"].value == n  # the copier's rewrite is the question itself: it passes
+    assert cands_md["rewrites_kept"].value == n  # the scripted rewrite keeps every clue: it passes
     md = result.asset_materializations_for_node("hard_queries")[0].metadata
     assert md["verified"].value + sum(md["rejections"].value.values()) == n
     assert md["verified"].value >= 4

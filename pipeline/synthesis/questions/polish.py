@@ -10,12 +10,14 @@ the `llm` resource rewrites more of them. Correctness never depends on the model
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from pipeline.synthesis.questions.form import check_form
 from pipeline.synthesis.questions.parse import all_terms_kept
-from pipeline.text.answers import answer_in_text
+from pipeline.text.answers import answer_in_text, normalize_answer
+from pipeline.text.lexical import content_tokens
 
 POLISH_VERSION = "polish-v1"
 POLISH_SYSTEM = (
@@ -52,17 +54,39 @@ def polish_chat(question: str) -> list[dict]:
     return [*messages, {"role": "user", "content": question}]
 
 
+# Words a rewrite may bring in: ways of saying "links to", never a new fact.
+REWRITE_WORDS = frozenset("""link links linked linking connect connects connected point points pointing refer refers
+referred lead leads article articles page pages entry entries one ones both""".split())
+_RELATION = re.compile(r"\blinked from both\b|\bboth\b.+\blink(?:s)? to\b", re.IGNORECASE)
+
+
 def rewrite_problem(rewrite: str, seed: dict, max_growth_words: int = 12) -> str | None:
-    """Why a rewrite cannot replace the structured question (None: it can)."""
+    """Why a rewrite cannot replace the structured question (None: it can).
+
+    A rewrite is kept only when it is a well-formed question, is not a copy, keeps the question's frame (its first
+    word, "which" and "what" alike), keeps every clue's words (kind,
+    descriptions, named pages, the fact), adds no content word of its own (a new word is a new claim: "join the
+    United Nations"), keeps the relation ("linked from both ...", or "both ... link to"), and names no answer.
+    """
     rewrite = " ".join((rewrite or "").split())
+    template = seed["template_question"]
+    if normalize_answer(rewrite) == normalize_answer(template):
+        return "unchanged"  # a copy is the template, not a rewrite: `writer` stays "template"
     if (reason := check_form(rewrite)):
         return f"form:{reason}"
-    clue_texts = [c["text"] for c in seed["clues"] if c["kind"] in ("description", "fact", "kind")]
+    first = {w.casefold() for w in (rewrite.split()[0], template.split()[0])}
+    if len(first) > 1 and first != {"which", "what"}:
+        return "changed_frame"  # "Which period is linked ..." -> "In what period is linked ..." breaks the question
+    clue_texts = [c["text"] for c in seed["clues"] if c["kind"] in ("description", "fact", "kind", "named_page")]
     if not all_terms_kept(clue_texts, rewrite):
         return "dropped_clue_terms"
+    if set(content_tokens(rewrite)) - set(content_tokens(template)) - REWRITE_WORDS:
+        return "added_words"
+    if _RELATION.search(template) and not _RELATION.search(rewrite) or re.search(r"\blinked to\b", rewrite, re.I):
+        return "changed_relation"
     if answer_in_text([seed["answer"], seed.get("answer_title", "")], rewrite):
         return "answer_in_question"
-    if len(rewrite.split()) > len(seed["template_question"].split()) + max_growth_words:
+    if len(rewrite.split()) > len(template.split()) + max_growth_words:
         return "too_long"
     return None
 

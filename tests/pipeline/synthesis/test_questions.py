@@ -239,14 +239,23 @@ def test_best_of_n_keeps_the_template_when_every_sample_breaks_a_rule():
     samples = ["Which city is linked from the article about a philosopher?",  # drops clue words
                "Geneva is mentioned in both articles about a Genevan philosopher and a Scouting hostel and "
                "conference centre?",  # states the answer
-               "In that article, a certain place is mentioned?"]  # placeholders
+               "In that article, a certain place is mentioned?",  # placeholders
+               SEED["template_question"].upper(),  # a copy is no rewrite
+               # what the 135M model wrote in the demo: a new claim, a reversed relation, a broken frame
+               "Which city do both the article about a Genevan philosopher and the one about a Scouting hostel and "
+               "conference centre join the United Nations?",
+               "Which city is linked to both the article about a Genevan philosopher and that about a Scouting hostel "
+               "and conference centre?",
+               "In what city is linked from both the article about a Genevan philosopher and the one about a Scouting "
+               "hostel and conference centre?"]
     question, index, problems = polish.choose(samples, SEED)
     assert question == SEED["template_question"] and index is None and all(problems)
+    assert problems[3:] == ["unchanged", "added_words", "changed_relation", "changed_frame"]
 
 
 def test_best_of_n_keeps_the_first_sample_that_passes():
-    good = ("Which city appears both in the article about a Genevan philosopher and in the one about a Scouting "
-            "hostel and conference centre?")
+    good = ("Which city do both the article about a Genevan philosopher and the one about a Scouting hostel and "
+            "conference centre link to?")
     question, index, problems = polish.choose(["Which city?", good, good + " Yes?"], SEED)
     assert question == good and index == 1 and problems[0] and not problems[1]
 
