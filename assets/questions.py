@@ -15,6 +15,7 @@ import dagster as dg
 from assets.handoffs import json_metadata, latest_path, md_image
 from assets.ingest import md_table
 from assets.llm_resource import LLMResource
+from assets.resources import PathsResource
 from assets.simulator import SimulatorResource, snapshot
 from pipeline.synthesis import questions as q
 from pipeline.synthesis.questions import run
@@ -71,10 +72,11 @@ def _simulator(resource: SimulatorResource, snapshot_path: str):
           description="Structured question seeds: an answer computed on the snapshot graph (a page both described "
                       "pages mention, or a year its page states), the clue sets that make it unique, the evidence.")
 def evidence_chains(context: dg.AssetExecutionContext, config: EvidenceChainsConfig,
-                    simulator: SimulatorResource) -> dg.MaterializeResult:
+                    simulator: SimulatorResource, paths: PathsResource) -> dg.MaterializeResult:
     cfg = q.FamilyConfig(count=config.count, family_mix=tuple(config.family_mix.items()), seed=config.seed,
                          max_description_pages=config.max_description_pages, parser=config.parser)
-    path, seeds, meta = run.make_seeds(simulator.get_snapshot(), cfg, log=context.log.info)
+    snap = simulator.get_snapshot()
+    path, seeds, meta = run.make_seeds(snap, cfg, q.work_dir(paths.root(), snap.id), log=context.log.info)
     sample = [{"family": s["family"], "question": s["template_question"], "answer": s["answer"],
                "clue candidates": [c["candidates"] for c in s["clues"]]} for s in seeds[:5]]
     return dg.MaterializeResult(metadata={
@@ -115,12 +117,12 @@ def candidate_questions(context: dg.AssetExecutionContext, config: CandidateQues
           description="Verified hard questions with unique gold answers (form gate, unique on the graph, evidence "
                       "served, hard for one search, not closed-book), exported to <data dir>/datasets/hard_queries.")
 def hard_queries(context: dg.AssetExecutionContext, config: HardQueriesConfig, simulator: SimulatorResource,
-                 llm: LLMResource) -> dg.MaterializeResult:
+                 llm: LLMResource, paths: PathsResource) -> dg.MaterializeResult:
     cands_path = _upstream(context, candidate_questions, "candidates")
     meta, _ = q.read_jsonl(cands_path)
     vcfg = q.VerifyConfig(**config.model_dump())
-    out = run.make_dataset(cands_path, _simulator(simulator, meta["snapshot_path"]), llm, vcfg, q.datasets_dir(),
-                           log=context.log.info)
+    out = run.make_dataset(cands_path, _simulator(simulator, meta["snapshot_path"]), llm, vcfg,
+                           paths.root() / "datasets", log=context.log.info)
     stats, accepted = out["stats"], out["accepted"]
     sample = [{"question": r["question"], "answer": r["answer"], "family": r["family"], "bm25 rank":
                r["bm25_answer_rank"]} for r in accepted[:5]]
@@ -137,9 +139,9 @@ def hard_queries(context: dg.AssetExecutionContext, config: HardQueriesConfig, s
 
 @dg.multi_asset_check(specs=[dg.AssetCheckSpec(name=name, asset=hard_queries, description=promise)
                              for name, promise in q.CHECKS.items()], name="hard_queries_contracts")
-def hard_queries_contracts(simulator: SimulatorResource):
+def hard_queries_contracts(simulator: SimulatorResource, paths: PathsResource):
     """The dataset's contracts, re-checked from the exported Parquet files against the snapshot it names."""
-    out = q.datasets_dir() / "hard_queries"
+    out = paths.dataset_dir("hard_queries")
     rows = q.read_dataset_rows(out)
     provenance = json.loads((out / "provenance.json").read_text())
     config = provenance.get("config", {})

@@ -120,12 +120,14 @@ def _generate(snapshot_path: str, base_url: str) -> subprocess.Popen:
 def test_generation_killed_midway_resumes_from_the_cache_without_loss_or_duplicates(
         wikispeedia_snapshot, tmp_path, monkeypatch):  # noqa: F811
     from assets.questions import evidence_chains
+    from assets.resources import PathsResource
     from assets.simulator import SimulatorResource
     from pipeline.synthesis import questions as q
 
     monkeypatch.setenv("WEBSIM_HOME", str(tmp_path / "home"))
     snap = str(wikispeedia_snapshot.path)
-    chains = dg.materialize([evidence_chains], resources={"simulator": SimulatorResource(snapshot=snap)},
+    chains = dg.materialize([evidence_chains], resources={"simulator": SimulatorResource(snapshot=snap),
+                                                          "paths": PathsResource()},
                             instance=dg.DagsterInstance.get(),
                             run_config={"ops": {"evidence_chains": {"config": {"count": 24, "seed": 7}}}})
     assert chains.success

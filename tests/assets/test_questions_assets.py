@@ -12,6 +12,7 @@ from assets.questions import (
     hard_queries,
     hard_queries_contracts,
 )
+from assets.resources import PathsResource
 from assets.simulator import SimulatorResource
 from pipeline.synthesis import questions as q
 from tests.support import ScriptedBackend
@@ -51,7 +52,7 @@ class _JudgeKnowsAll(dict):
 @pytest.fixture()
 def resources(wikispeedia_snapshot):  # noqa: F811
     return {"simulator": SimulatorResource(snapshots_root=str(wikispeedia_snapshot.path.parent)),
-            "llm": ScriptedLLM()}
+            "llm": ScriptedLLM(), "paths": PathsResource()}
 
 
 RUN_CONFIG = {"ops": {"evidence_chains": {"config": {"count": 16, "seed": 5}},
