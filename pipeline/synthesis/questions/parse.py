@@ -32,7 +32,8 @@ _YEAR_TOKEN = re.compile(r"^(1[0-9]{3}|20[0-2][0-9])$")
 VAGUE_HEADS = frozenset("""one name term word type kind sort form part member group set number list example way
 thing something anything area subject topic field branch collection series class family variety piece item unit
 member majority most some any all each either neither none other others son daughter wife husband father mother
-brother sister child successor predecessor title""".split())
+brother sister child successor predecessor title body study water concept practice science art discipline
+""".split())  # "Which body ..." (Greek mythology is "a body of myths"), "Which study ..." say nothing to a reader
 # Heads that name the same sort of thing: a question that asks for a "nation" must be unique among countries too.
 KIND_GROUPS = {
     "country": "country", "nation": "country", "state": "country", "kingdom": "country", "republic": "country",
