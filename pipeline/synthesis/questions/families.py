@@ -61,10 +61,6 @@ def _sid(family: str, seed: int, *parts: str) -> str:
     return hashlib.sha256("\x1f".join([family, str(seed), *parts]).encode("utf-8")).hexdigest()[:16]
 
 
-def _article(description: str) -> str:
-    return description
-
-
 def _quote_for_link(g: ClueGraph, src: int, dst: int) -> str:
     """The sentence of `src` that links to `dst` when it is literally on the page, else `src`'s definition."""
     ctx = g.edges.get((src, dst), {}).get("context", "")

@@ -78,18 +78,7 @@ class ClueGraph:
         terms = [t for t in key_terms(description) if t]
         if not terms:
             return set(self.pages)
-        found: set[int] | None = None
-        for pid, w in self.words.items():
-            if all(t in w for t in terms):
-                found = (found or set()) | {pid}
-        return found or set()
-
-    def linked_from_described(self, description: str) -> set[int]:
-        """Every page linked from any page that `description` admits."""
-        out: set[int] = set()
-        for pid in self.described(description):
-            out |= self.linked_from(pid)
-        return out
+        return {pid for pid, w in self.words.items() if all(t in w for t in terms)}
 
     # -- page facts --------------------------------------------------------------------------------------------
     def text(self, page_id: int) -> str:
@@ -109,10 +98,10 @@ def _words(text: str) -> frozenset[str]:
 
 
 def load_clue_graph(db_path: str | Path, *, parser: str = DEFAULT_PARSER, page_ids: Iterable[int] | None = None,
-                    progress=None) -> ClueGraph:
+                    index_words: bool = True, progress=None) -> ClueGraph:
     """The clue graph of a snapshot's `snapshot.duckdb` (read-only). `page_ids` limits which pages get parsed
     definitions (all pages keep their links and words, so every clue set is still computed over the whole
-    snapshot)."""
+    snapshot). `index_words=False` skips the word index that only description clues need (verification)."""
     import duckdb
 
     with duckdb.connect(str(db_path), read_only=True) as con:
@@ -139,7 +128,7 @@ def load_clue_graph(db_path: str | Path, *, parser: str = DEFAULT_PARSER, page_i
     defs = {p: d for p, d in zip(todo, parsed) if d is not None}
     if progress:
         progress(f"{len(defs)} of {len(todo)} pages define what they are; indexing page words")
-    words = {pid: _words(p["text"]) for pid, p in pages.items()}
+    words = {pid: _words(p["text"]) for pid, p in pages.items()} if index_words else {}
     return ClueGraph(pages, out, inn, edges, defs, words, traffic)
 
 

@@ -108,7 +108,7 @@ def polish_questions(seeds: Sequence[dict], llm, config: PolishConfig = PolishCo
     """
     from pipeline.llm import SamplingParams
 
-    model = _model_id(llm)
+    model = model_id_of(llm)
     out = []
     samples: list[list[str]] = [[] for _ in seeds]
     if config.samples > 0 and seeds:
@@ -138,6 +138,7 @@ def polish_questions(seeds: Sequence[dict], llm, config: PolishConfig = PolishCo
     return out, stats
 
 
-def _model_id(llm) -> str:
+def model_id_of(llm) -> str:
+    """The model id of a backend (`model_id` attribute) or of an `LLMResource` (`model_id()`)."""
     model_id = getattr(llm, "model_id", "")
     return model_id() if callable(model_id) else str(model_id or "model")

@@ -15,7 +15,7 @@ from pipeline.synthesis.questions import dataset as ds
 from pipeline.synthesis.questions.difficulty import BM25Ranker
 from pipeline.synthesis.questions.families import FamilyConfig, build_seeds, config_dict
 from pipeline.synthesis.questions.graph import load_clue_graph
-from pipeline.synthesis.questions.polish import POLISH_HASH, POLISH_VERSION, PolishConfig, polish_questions
+from pipeline.synthesis.questions.polish import POLISH_HASH, POLISH_VERSION, PolishConfig, model_id_of, polish_questions
 from pipeline.synthesis.questions.verify import PROMPT_HASH, PROMPT_VERSION, VerifyConfig, describe_config, verify_candidates
 
 SEEDS_FILE = "question_seeds.jsonl"
@@ -42,8 +42,7 @@ def make_candidates(seeds_path: Path, llm, config: PolishConfig, log: Log = prin
     meta, seeds = ds.read_jsonl(seeds_path)
     candidates, stats = polish_questions(seeds, llm, PolishConfig(**{**config.__dict__, "seed": meta["seed"]}),
                                progress=lambda done, total: log(f"{done}/{total} questions polished"))
-    model = llm.model_id() if callable(getattr(llm, "model_id", None)) else str(getattr(llm, "model_id", ""))
-    meta = {**meta, "model": model, "polish_version": POLISH_VERSION, "polish_hash": POLISH_HASH,
+    meta = {**meta, "model": model_id_of(llm), "polish_version": POLISH_VERSION, "polish_hash": POLISH_HASH,
             "polish": {**config.__dict__}, "polish_stats": stats}
     path = ds.write_jsonl(Path(seeds_path).with_name(CANDIDATES_FILE), candidates, meta)
     log(f"{len(candidates)} candidates; {stats['rewrites_kept']} rewrites kept")
@@ -55,7 +54,7 @@ def make_dataset(candidates_path: Path, sim, llm, config: VerifyConfig, datasets
     """Verify every candidate, export `hard_queries` + `hard_queries_rejected`; returns a summary."""
     meta, candidates = ds.read_jsonl(candidates_path)
     config = VerifyConfig(**{**config.__dict__, "seed": meta["seed"]})
-    graph = load_clue_graph(Path(meta["snapshot_path"]) / "snapshot.duckdb", page_ids=[])
+    graph = load_clue_graph(Path(meta["snapshot_path"]) / "snapshot.duckdb", page_ids=[], index_words=False)
     log("indexing the snapshot with bm25s (independent of the simulator's index)")
     ranker = BM25Ranker((pid, p["title"], p["text"]) for pid, p in graph.pages.items())
     accepted, rejected, stats = verify_candidates(candidates, sim, llm, graph, ranker, config, model=meta["model"],

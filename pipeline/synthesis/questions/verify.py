@@ -272,7 +272,7 @@ def verify_candidates(candidates: Sequence[dict], sim, llm, graph: ClueGraph, ra
     if progress:
         progress(f"{len(todo)} of {len(states)} candidates pass the structural rules; judge and closed book next")
     if todo:
-        judged = llm.generate([judge_chat(st["question"], [f"{s['title']}: {s['quote']}" for s in _ev(st, graph)])
+        judged = llm.generate([judge_chat(st["question"], _evidence_lines(st["cand"], graph, ids_by_url))
                                for st in todo],
                               SamplingParams(max_tokens=config.judge_max_tokens, seed=config.seed), ANSWER_SCHEMA)
         closed = llm.generate([closed_book_chat(st["question"]) for st in todo],
@@ -323,10 +323,10 @@ def verify_candidates(candidates: Sequence[dict], sim, llm, graph: ClueGraph, ra
     return accepted, rejected, stats
 
 
-def _ev(st: dict, graph: ClueGraph) -> list[dict]:
-    ids = {p["url"]: pid for pid, p in graph.pages.items()}
-    return [{"title": graph.title(ids[e["url"]]) if e["url"] in ids else e["url"], "quote": e["quote"]}
-            for e in st["cand"]["evidence"]]
+def _evidence_lines(cand: dict, graph: ClueGraph, ids_by_url: dict[str, int]) -> list[str]:
+    """What the judge reads: "<page title>: <quote>" per evidence item."""
+    return [f"{graph.title(ids_by_url[e['url']]) if e['url'] in ids_by_url else e['url']}: {e['quote']}"
+            for e in cand["evidence"]]
 
 
 def _measure(states: Sequence[dict], graph: ClueGraph, ranker, ids_by_url: dict, config: VerifyConfig) -> None:
