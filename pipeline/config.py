@@ -43,3 +43,9 @@ def clickstream_dirs() -> list[str]:
 def store_path() -> Path:
     """The DuckDB store: `$WEBSIM_STORE` or `<data dir>/store.duckdb`."""
     return Path(os.environ.get("WEBSIM_STORE") or data_dir() / "store.duckdb").resolve()
+
+
+def ingest_fast() -> bool:
+    """Ingest with trafilatura's fast mode (`$WEBSIM_INGEST_FAST` = 1/true/yes; default off: exact). Faster
+    extraction that changes a few pages' main text (README, "Ingest speed", has the measured trade-off)."""
+    return os.environ.get("WEBSIM_INGEST_FAST", "").strip().lower() in ("1", "true", "yes", "on")
