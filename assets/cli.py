@@ -3,7 +3,7 @@ instance (so every run shows in the UI), `backfill` runs chosen partitions, `ser
 
     websim run [--profile demo|full] [--config overrides.yaml]   # every asset, end to end
     websim backfill warc_pages KEY [KEY ...]   # or --all
-    websim serve [--snapshot DIR] [--port 8000]
+    websim serve [--snapshot DIR] [--port 8000] [--no-call-log]
 """
 
 import argparse
@@ -218,37 +218,86 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before announcing anything when another process already listens on host:port (uvicorn would log
+    "serving ..." first, then die on the bind)."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):  # SO_REUSEADDR, as uvicorn binds: a TIME_WAIT port is free
+            pass
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise SystemExit(f"websim serve: cannot listen on {host}:{port} ({reason}); another server holds it? "
+                         f"pick another with --port") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.simulator.server import serve
+    from pipeline.simulator.snapshot import resolve_snapshot
 
-    serve(args.snapshot, host=args.host, port=args.port, workers=args.workers)
+    try:
+        snap = resolve_snapshot(args.snapshot)
+    except (FileNotFoundError, ValueError) as exc:  # the message says which snapshot and where it looked
+        raise SystemExit(f"websim serve: {exc}; build one with `websim run` (or materialize `snapshot`)") from None
+    _check_port_free(args.host, args.port)
+    serve(snap.path, host=args.host, port=args.port, workers=args.workers, log_calls=args.call_log)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="websim", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's own logs")
+ENVIRONMENT = """\
+environment variables (read when a command runs; Dagster run config overrides them):
+  WEBSIM_HOME              where websim writes: store, snapshots, datasets, models (default: <repo>/.websim)
+  WEBSIM_WARC_DIRS         folders of WARC files, ':'-separated (default: ../shared/data/warc)
+  WEBSIM_CLICKSTREAM_DIRS  folders of clickstream dumps, ':'-separated (default: ../shared/data/clickstream)
+  WEBSIM_STORE             the DuckDB store (default: $WEBSIM_HOME/store.duckdb)
+  WEBSIM_SAMPLE_DATA       the sample data folder (default: ../shared/data)
+  WEBSIM_EXECUTOR          Dagster executor: multiprocess (default), in_process, docker, k8s, celery, celery_k8s
+  WEBSIM_OPENAI_API_KEY    API key for the llm resource's openai backend (else OPENAI_API_KEY)
+  DAGSTER_HOME             the Dagster instance the runs are recorded in (default: $WEBSIM_HOME/dagster_home)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # -v/--verbose is accepted before and after the subcommand: the subcommands' copy leaves the attribute
+    # alone unless given (SUPPRESS), so `websim -v run` and `websim run -v` both set it.
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="show Dagster's own logs")
+    parser = argparse.ArgumentParser(prog="websim", description=__doc__.split("\n\n")[0], epilog=ENVIRONMENT,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", default=False, help="show Dagster's own logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="materialize every asset end to end")
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=[verbose], epilog=ENVIRONMENT,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = add("run", "materialize every asset end to end")
     p.add_argument("--profile", default="demo", help="run budget: demo (sample data, small model, CPU) or full")
     p.add_argument("--config", default=None, help="YAML of run config per job, merged over the profile")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("backfill", help="materialize partitions of a partitioned asset")
+    p = add("backfill", "materialize partitions of a partitioned asset")
     p.add_argument("asset", choices=["warc_pages", "clickstream"])
     p.add_argument("partitions", nargs="*", help="partition keys (file names)")
     p.add_argument("--all", action="store_true", help="every file under the configured folders")
     p.set_defaults(func=cmd_backfill)
 
-    p = sub.add_parser("serve", help="serve a snapshot over HTTP")
-    p.add_argument("--snapshot", default="latest", help="snapshot folder, or 'latest'")
+    p = add("serve", "serve a snapshot over HTTP")
+    p.add_argument("--snapshot", default="latest", help="snapshot folder or id, or 'latest'")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="server processes sharing the port (one snapshot)")
+    p.add_argument("--call-log", action=argparse.BooleanOptionalAction, default=True,
+                   help="log every call (session, operation, arguments, latency, result ids) to "
+                        "<snapshot>.logs/ beside the snapshot (default: on)")
     p.set_defaults(func=cmd_serve)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if not args.verbose:
         logging.getLogger("dagster").setLevel(logging.WARNING)
     return args.func(args)

@@ -16,6 +16,7 @@ multiprocess executor each step process starts its own (vLLM on CPU: ~10-20 s).
 
 from __future__ import annotations
 
+import enum
 import threading
 from typing import Any, Optional, Sequence
 
@@ -25,11 +26,22 @@ from pydantic import Field, PrivateAttr
 from pipeline.llm import Backend, Completion, Prompt, SamplingParams, make_backend
 
 
+class LLMBackend(str, enum.Enum):
+    """The generation backends; a Dagster enum, so a misspelt one (`vlm`) fails config validation up front."""
+
+    auto = "auto"
+    vllm = "vllm"
+    openai = "openai"
+    transformers = "transformers"
+
+
 class LLMResource(dg.ConfigurableResource):
     """One model on one backend. Empty strings mean "the default": the embedded model, the data dir from
     `$WEBSIM_HOME`."""
 
-    backend: str = Field(default="auto", description='"auto" | "vllm" | "openai" | "transformers"')
+    backend: LLMBackend = Field(default=LLMBackend.auto,
+                                description="auto (the server when base_url is set, else vllm where installed, "
+                                            "else transformers) | vllm | openai | transformers")
     model: str = Field(default="", description="local folder or hub name; empty: embedded SmolLM2-135M-Instruct")
     base_url: str = Field(default="", description="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     api_key_env: str = Field(default="WEBSIM_OPENAI_API_KEY", description="env var holding the server's API key")
@@ -48,6 +60,11 @@ class LLMResource(dg.ConfigurableResource):
 
     _backend: Optional[Backend] = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def backend_name(self) -> str:
+        """The configured backend as a plain string ("auto", "vllm", ...)."""
+        return LLMBackend(self.backend).value
 
     @property
     def started(self) -> bool:
@@ -73,12 +90,12 @@ class LLMResource(dg.ConfigurableResource):
                     **self.backend_options,
                 }
                 self._backend = make_backend(
-                    self.backend,
+                    self.backend_name,
                     self.model or None,
                     base_url=self.base_url or None,
                     data_dir=self.data_dir or None,
                     cache=self.cache,
-                    **_for_backend(self.backend, self.base_url, options),
+                    **_for_backend(self.backend_name, self.base_url, options),
                 )
             return self._backend
 
@@ -106,7 +123,7 @@ class LLMResource(dg.ConfigurableResource):
         if self._backend is None:
             from pipeline.llm import Usage
 
-            return {"backend": self.backend, **Usage().as_dict()}
+            return {"backend": self.backend_name, **Usage().as_dict()}
         return {"backend": self._backend.name, **self._backend.usage.as_dict()}
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

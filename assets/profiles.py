@@ -75,7 +75,11 @@ def load_overrides(path: str | Path | None) -> dict:
         return {}
     import yaml
 
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        with open(path, encoding="utf-8") as fh:  # a stream, so the parser's marks name the file, line and column
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML:\n{exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of job name to run config, got {type(data).__name__}")
     unknown = sorted(set(data) - set(JOBS))

@@ -7,6 +7,7 @@ the next step reads that file, so a run never mixes snapshots. A re-run, or a ru
 served from the generation layer's response cache.
 """
 
+import enum
 import json
 from pathlib import Path
 
@@ -42,11 +43,17 @@ class CandidateQuestionsConfig(dg.Config):
     """Questions per engine call; each finished chunk is in the response cache (what a crash can lose)."""
 
 
+class JudgeGate(str, enum.Enum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
 class HardQueriesConfig(dg.Config):
     top_k: int = 10
     """Hard: the answer page is not among the simulator's top-k for the question, nor the answer in their snippets."""
     rank_depth: int = 100
-    judge_gate: str = "auto"
+    judge_gate: JudgeGate = JudgeGate.auto
     """auto: the judge gates only when it agrees with the graph-proven answers at >= judge_min_agreement."""
     judge_min_agreement: float = 0.8
     min_judge_f1: float = 0.6
@@ -120,7 +127,7 @@ def hard_queries(context: dg.AssetExecutionContext, config: HardQueriesConfig, s
                  llm: LLMResource, paths: PathsResource) -> dg.MaterializeResult:
     cands_path = _upstream(context, candidate_questions, "candidates")
     meta, _ = q.read_jsonl(cands_path)
-    vcfg = q.VerifyConfig(**config.model_dump())
+    vcfg = q.VerifyConfig(**{**config.model_dump(), "judge_gate": JudgeGate(config.judge_gate).value})
     out = run.make_dataset(cands_path, _simulator(simulator, meta["snapshot_path"]), llm, vcfg,
                            paths.root() / "datasets", log=context.log.info)
     stats, accepted = out["stats"], out["accepted"]

@@ -1,6 +1,7 @@
 """Simulator assets: the `snapshot` the simulated web serves, its search check, and a client resource."""
 
 
+import enum
 from pathlib import Path
 
 import dagster as dg
@@ -8,7 +9,7 @@ import dagster as dg
 from assets.ingest import link_graph, pages
 from assets.resources import StoreResource
 from pipeline.simulator.cache import shared_simulator
-from pipeline.simulator.search_index import IndexConfig
+from pipeline.simulator.search_index import INDEX_KINDS, IndexConfig
 from pipeline.simulator.web import HttpSimulator, Simulator, title_self_retrieval
 from pipeline.simulator.snapshot import Snapshot, build_snapshot, resolve_snapshot, snapshots_root
 
@@ -41,8 +42,12 @@ class SimulatorResource(dg.ConfigurableResource):
         return shared_simulator(self.get_snapshot().path)
 
 
+# A Dagster enum: a misspelt kind fails run-config validation before any step runs.
+IndexKind = enum.Enum("IndexKind", {kind: kind for kind in INDEX_KINDS}, type=str)
+
+
 class SnapshotConfig(dg.Config):
-    index_kind: str = "tantivy"
+    index_kind: IndexKind = IndexKind.tantivy
     """Search engine: "tantivy" (measured best, see pipeline/simulator/search_index.py) or "bm25s"."""
     stopwords: bool = True
     stemming: bool = False
@@ -62,8 +67,8 @@ class SnapshotConfig(dg.Config):
 )
 def snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, store: StoreResource,
              simulator: SimulatorResource) -> dg.MaterializeResult:
-    index = IndexConfig(kind=config.index_kind, stopwords=config.stopwords, stemming=config.stemming,
-                        title_boost=config.title_boost, k1=config.k1, b=config.b)
+    index = IndexConfig(kind=IndexKind(config.index_kind).value, stopwords=config.stopwords,
+                        stemming=config.stemming, title_boost=config.title_boost, k1=config.k1, b=config.b)
     # DuckDB refuses a read-only open while a writer holds the store: the build queues on the store's lock (shared)
     # behind a running ingest, as long as it takes.
     snap = build_snapshot(store.get().path, simulator.root(), index=index, log=context.log.info,

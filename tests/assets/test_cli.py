@@ -51,3 +51,110 @@ def test_bad_config_stops_before_any_work(tmp_path, monkeypatch, capsys):
     from pipeline import config
 
     assert not config.store_path().exists()
+
+
+def test_a_wrong_config_value_stops_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    bad = tmp_path / "vlm.yaml"
+    bad.write_text(yaml.safe_dump({"synthesis": {"resources": {"llm": {"config": {"backend": "vlm"}}}}}))
+    with pytest.raises(SystemExit, match=r"synthesis: .*llm:config:backend not in enum type LLMBackend got vlm"):
+        main(["run", "--config", str(bad)])
+    index = tmp_path / "index.yaml"
+    index.write_text(yaml.safe_dump({"store_build": {"ops": {"snapshot": {"config": {"index_kind": "lucene"}}}}}))
+    with pytest.raises(SystemExit, match=r"store_build: .*index_kind not in enum type"):
+        main(["run", "--config", str(index)])
+    assert not (tmp_path / "dagster_home").exists()
+
+
+def test_every_backend_name_is_accepted():
+    from assets.llm_resource import LLMBackend
+
+    for backend in LLMBackend:
+        configs = run_configs("demo")
+        configs["synthesis"] = deep_merge(configs["synthesis"],
+                                          {"resources": {"llm": {"config": {"backend": backend.value}}}})
+        validate_configs(defs, configs)
+
+
+def test_broken_yaml_names_the_file_and_line(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("synthesis:\n  ops: {evidence_chains: {config: {count: 2}}\n  resources: [\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--config", str(broken)])
+    message = str(exc.value)
+    assert f"{broken} is not valid YAML" in message and f'in "{broken}", line 3' in message
+    assert "Traceback" not in message
+
+
+@pytest.mark.parametrize("argv", [["-v", "backfill", "warc_pages"], ["backfill", "-v", "warc_pages"],
+                                  ["backfill", "warc_pages", "--verbose"]])
+def test_verbose_before_or_after_the_subcommand(argv):
+    from assets.cli import build_parser
+
+    assert build_parser().parse_args(argv).verbose is True
+    assert build_parser().parse_args(["backfill", "warc_pages"]).verbose is False
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["serve", "--help"]])
+def test_help_names_the_environment_variables(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for var in ("WEBSIM_HOME", "WEBSIM_WARC_DIRS", "WEBSIM_CLICKSTREAM_DIRS", "WEBSIM_STORE", "WEBSIM_EXECUTOR",
+                "WEBSIM_OPENAI_API_KEY", "DAGSTER_HOME"):
+        assert var in out, var
+
+
+def test_the_help_names_only_variables_websim_reads():
+    """Every variable the help names is read somewhere in the code (no documented variable that does nothing)."""
+    import re
+    from pathlib import Path
+
+    from assets.cli import ENVIRONMENT
+
+    source = "".join(p.read_text() for d in ("assets", "pipeline", "training")
+                     for p in (Path(__file__).parents[2] / d).rglob("*.py"))
+    for var in re.findall(r"^\s+([A-Z_]+)\s", ENVIRONMENT, re.M):
+        assert f'"{var}"' in source, var
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_a_missing_snapshot_says_so_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "assets.cli", "serve", "--snapshot", str(tmp_path / "nope"),
+                          "--port", str(_free_port())], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr and "serving" not in out.stderr
+    assert f"no snapshot '{tmp_path / 'nope'}'" in out.stderr
+
+
+def test_serve_on_a_busy_port_fails_before_announcing(small_snapshot, caplog):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit, match=rf"cannot listen on 127.0.0.1:{port} \(Address already in use\)"):
+            main(["serve", "--snapshot", str(small_snapshot.path), "--port", str(port)])
+    assert "serving" not in caplog.text
+
+
+@pytest.mark.parametrize("flag, logged", [([], True), (["--no-call-log"], False), (["--call-log"], True)])
+def test_serve_call_log_switch(flag, logged, small_snapshot, monkeypatch):
+    import pipeline.simulator.server as server
+
+    calls = []
+    monkeypatch.setattr(server, "serve", lambda snapshot, **kwargs: calls.append((snapshot, kwargs)))
+    port = _free_port()
+    assert main(["serve", "--snapshot", str(small_snapshot.path), "--port", str(port), *flag]) == 0
+    (snapshot, kwargs), = calls
+    assert snapshot == small_snapshot.path and kwargs["log_calls"] is logged and kwargs["port"] == port
