@@ -2,7 +2,10 @@
 
 Each tick lists the configured folders, adds partitions for files not yet known and requests a
 run for every file that is new or changed since the last tick (by size and mtime, kept in the
-cursor). A file that vanished keeps its partition and data: a missing mount must not erase a store.
+cursor), unless its partition was already materialized after the file was last written: so the
+first tick after `make demo` / `websim run` (which ingest without the sensor, leaving its cursor
+empty) requests nothing for the files those runs ingested. A file that vanished keeps its
+partition and data: a missing mount must not erase a store.
 
 `run_failure_log` makes failures visible outside the UI: each failed run becomes one JSON line in
 `<data dir>/run_failures.jsonl` (run, job, partition, failed steps, error) and an error in the sensor's log.
@@ -20,33 +23,59 @@ from assets.partitions import clickstream_files, warc_files
 from assets.resources import InputsResource
 
 
+def materialized_after_write(instance: dg.DagsterInstance, asset_key: dg.AssetKey, files: dict[str, Path],
+                             keys: list[str]) -> set[str]:
+    """The partitions among `keys` whose latest materialization is newer than their file's last write."""
+    if not keys:
+        return set()
+    latest: dict[str, float] = {}
+    cursor = None
+    while True:  # newest first, so the first record seen per partition is its latest
+        result = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=keys),
+                                                 limit=1000, cursor=cursor)
+        for record in result.records:
+            latest.setdefault(record.partition_key, record.timestamp)
+        if not result.has_more:
+            break
+        cursor = result.cursor
+    return {k for k in keys if k in latest and latest[k] >= files[k].stat().st_mtime}
+
+
 def _new_file_requests(context: dg.SensorEvaluationContext, files: dict, pdef: dg.DynamicPartitionsDefinition,
-                       job_name: str) -> dg.SensorResult:
+                       job_name: str, asset_key: dg.AssetKey) -> dg.SensorResult:
     previous = json.loads(context.cursor) if context.cursor else {}
     current = {k: f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for k, p in files.items()}
     known = set(context.instance.get_dynamic_partitions(pdef.name))
     new_keys = sorted(set(current) - known)
     changed = sorted(k for k, sig in current.items() if previous.get(k) != sig)
+    done = materialized_after_write(context.instance, asset_key, files, [k for k in changed if k in known])
     if new_keys:
         context.log.info(f"{len(new_keys)} new {pdef.name} partitions: {new_keys[:10]}")
+    if done:
+        context.log.info(f"{len(done)} {pdef.name} files already materialized since they were written: no run "
+                         f"for {sorted(done)[:10]}")
     return dg.SensorResult(
         dynamic_partitions_requests=[pdef.build_add_request(new_keys)] if new_keys else [],
         run_requests=[dg.RunRequest(run_key=f"{k}:{current[k]}", job_name=job_name, partition_key=k)
-                      for k in changed],
+                      for k in changed if k not in done],
         cursor=json.dumps(current, sort_keys=True),
     )
 
 
 @dg.sensor(job=warc_ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Watches the WARC folders; each new or changed file becomes a warc_pages partition and a run.")
+           description="Watches the WARC folders; each new or changed file becomes a warc_pages partition and a run "
+                       "(none for a file materialized since it was last written).")
 def warc_files_sensor(context: dg.SensorEvaluationContext, inputs: InputsResource) -> dg.SensorResult:
-    return _new_file_requests(context, inputs.warc_files(), warc_files, warc_ingest_job.name)
+    return _new_file_requests(context, inputs.warc_files(), warc_files, warc_ingest_job.name,
+                              dg.AssetKey("warc_pages"))
 
 
 @dg.sensor(job=clickstream_ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Watches the clickstream folders; each new or changed dump becomes a partition and a run.")
+           description="Watches the clickstream folders; each new or changed dump becomes a partition and a run "
+                       "(none for a dump materialized since it was last written).")
 def clickstream_files_sensor(context: dg.SensorEvaluationContext, inputs: InputsResource) -> dg.SensorResult:
-    return _new_file_requests(context, inputs.clickstream_files(), clickstream_files, clickstream_ingest_job.name)
+    return _new_file_requests(context, inputs.clickstream_files(), clickstream_files, clickstream_ingest_job.name,
+                              dg.AssetKey("clickstream"))
 
 
 def failure_log_path() -> Path:
@@ -88,7 +117,7 @@ def _error_text(error) -> str | None:
 
 @dg.run_failure_sensor(
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Every failed run of this code location becomes one JSON line in <data dir>/run_failures.jsonl "
+    description="Every failed run of this code location becomes one JSON line in `<data dir>/run_failures.jsonl` "
                 "(run, job, partition, failed steps, error) and an error in this sensor's log.",
 )
 def run_failure_log(context: dg.RunFailureSensorContext) -> None:
