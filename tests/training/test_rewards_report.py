@@ -178,3 +178,25 @@ def test_completion_text_shapes():
 def test_score_completion_matches_the_reward_functions():
     scores = score_completion(gold_answer(MERGE), MERGE)
     assert scores["order"] is None and scores["notes"] == 1.0 and scores["coverage"] == 1.0
+
+
+def _recite(report: str, cites) -> str:
+    """The report with every citation group replaced by `cites(ids)`."""
+    import re
+
+    return re.sub(r"\[(C\d+(?:\]\[C\d+|, C\d+)*)\]", lambda m: cites(re.findall(r"C\d+", m.group(0))), report)
+
+
+def test_citation_credit_is_precision_over_cited_fragments():
+    gold = gold_answer(SYNTH)
+    all_ids = "".join(f"[{c}]" for c in SYNTH["chunk_ids"])
+    over_cited = _recite(gold, lambda ids: all_ids)
+    rotate = {"C1": "C3", "C3": "C4", "C4": "C1", "C2": "C2"}
+    shuffled = _recite(gold, lambda ids: "".join(f"[{rotate[i]}]" for i in ids))
+    g, o, s, f = citation_reward([gold, over_cited, shuffled, FABRICATED_REPORT], **_batch([SYNTH] * 4, None))
+    assert g >= 0.95
+    assert o <= 0.5, "citing every fragment must not earn the gold's credit"
+    assert s <= 0.2 and f == 0.0
+    # a sentence drawn from two chunks, citing both, keeps full credit
+    both = "The Aswan High Dam was completed in 1970 and Egyptian farmers relied on the annual flood [C3][C4]."
+    assert citation_reward([both], **_batch([SYNTH], None)) == [1.0]

@@ -5,8 +5,10 @@ cheap, deterministic and explainable. `training/rewards_report.py` wraps them as
   (a random order scores ~0, not 0.5), times the share of ids listed;
 - `coverage_score` (synthesise, analyse_merge): share of gold key points that some sentence of the report
   (the summary, for analyse_merge) covers: content-token F1 with the point or its quote >= `COVER_F1`;
-- `citation_score`: share of report sentences that cite only existing chunk ids and whose words the cited
-  chunks cover (token recall >= `SUPPORT_RECALL`); an uncited sentence earns nothing;
+- `citation_score`: citation precision grounded in the fragments. A sentence earns credit only when the chunks it
+  cites cover its words (token recall >= `SUPPORT_RECALL`), and the credit is the share of its cited ids that
+  each support it on their own (a chunk holding >= `CITE_SHARE` of the sentence's content tokens): citing every
+  fragment dilutes the credit to 1/k, a fabricated or mis-cited sentence earns 0, an uncited one earns nothing;
 - `distractor_score`: 1 minus the share of distractor chunks the report uses (cites, or copies from);
 - `notes_score` (analyse_merge): per chunk, how well its note covers the chunk's key points (off-topic
   chunks: the note must say so);
@@ -25,6 +27,8 @@ from pipeline.text.lexical import content_tokens, split_sentences, bag_f1, token
 
 COVER_F1 = 0.4
 SUPPORT_RECALL = 0.5
+CITE_SHARE = 0.25
+"""A cited chunk supports a sentence on its own when it holds this share of the sentence's content tokens."""
 COPY_RECALL = 0.6
 MIN_SENTENCE_TOKENS = 3
 OFF_TOPIC_WORDS = ("off-topic", "off topic", "irrelevant", "unrelated", "not relevant")
@@ -150,12 +154,23 @@ def citation_score(text: str, chunks: Sequence[dict]) -> float:
     sentences = report_sentences(text)
     if not sentences:
         return 0.0
-    good = 0
+    credit = 0.0
     for sentence, ids in sentences:
-        if ids and all(i in by_id for i in ids):
-            support = [t for i in dict.fromkeys(ids) for t in by_id[i]]
-            good += token_recall(sentence, support) >= SUPPORT_RECALL
-    return good / len(sentences)
+        credit += sentence_citation_credit(sentence, ids, by_id)
+    return credit / len(sentences)
+
+
+def sentence_citation_credit(sentence: str, ids: Sequence[str], tokens_of: dict[str, list[str]]) -> float:
+    """Citation credit of one sentence (see `citation_score`): 0 unless its cited chunks together cover it, then
+    the share of cited ids that support it on their own. An id that does not exist counts as unsupported."""
+    cited = list(dict.fromkeys(ids))
+    if not cited:
+        return 0.0
+    known = [i for i in cited if i in tokens_of]
+    support = [t for i in known for t in tokens_of[i]]
+    if not known or token_recall(sentence, support) < SUPPORT_RECALL:
+        return 0.0
+    return sum(token_recall(sentence, tokens_of[i]) >= CITE_SHARE for i in known) / len(cited)
 
 
 def distractor_score(text: str, chunks: Sequence[dict], distractor_ids: Sequence[str]) -> float:
