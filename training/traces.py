@@ -18,10 +18,18 @@ and rejection counts out:
 Every kept trace ends like the agent loop's answered rollouts plus one closing assistant turn
 (`closing_message`), so a model trained on them stops after `answer` in TRL's tool loop too.
 
-`trace_table(rows)` gives the dataset: `messages` is a list of JSON objects (Arrow's json extension type, which
-`datasets` reads as `List(Json())`): every message keeps exactly its own keys, so tool-call arguments render
-unchanged (a struct column would give every call every other tool's arguments as nulls), and `tools` is the
-tool schemas as JSON. `SFTTrainer(assistant_only_loss=True)` trains on the assistant turns only.
+Every tool call has an `id` (`call_<n>`, n counting the trace's calls) and every tool message the `tool_call_id` of
+the call it answers, so a trace replays through OpenAI-compatible chat APIs (vLLM's `ChatCompletionRequest`, the
+`openai` SDK's message types) as it is: `chat_messages(messages, arguments="string")`.
+
+`trace_table(rows)` gives the dataset in the OpenAI chat-completions shape: `messages` is a list of structs
+(`role, content, name, tool_call_id, tool_calls[{id, type, function{name, arguments}}]`, a key a message does not
+have is null) with `arguments` as the JSON string the OpenAI API sends, and `tools` is the tool schemas as one JSON
+string (the tools differ in their parameters, and a struct would give each tool every other tool's parameters as
+nulls). So `pandas.read_parquet` gives lists of dicts (veRL's `MultiTurnSFTDataset` shape), any `datasets` version
+reads the Parquet and the JSONL holds objects, not encoded strings. `hf_table(table)` is the same rows with
+`arguments` and `tools` as JSON values (`datasets.Json`): what chat templates render (arguments as an object) and
+what `export_dataset` saves under `hf/` for TRL's `SFTTrainer(assistant_only_loss=True)`.
 """
 
 from __future__ import annotations
@@ -89,10 +97,11 @@ class _Writer:
         self.calls = 0
 
     def call(self, thought: str, name: str, **arguments: Any) -> str:
-        call = ToolCall(name, arguments)
-        self.messages.append({"role": "assistant", "content": thought, "tool_calls": [call.as_message_call()]})
+        call_id = f"call_{self.calls}"
+        call = {"id": call_id, **ToolCall(name, arguments).as_message_call()}
+        self.messages.append({"role": "assistant", "content": thought, "tool_calls": [call]})
         result = getattr(self.env, name)(**arguments)
-        self.messages.append({"role": "tool", "name": name, "content": result})
+        self.messages.append({"role": "tool", "tool_call_id": call_id, "name": name, "content": result})
         self.calls += 1
         return result
 
@@ -275,8 +284,8 @@ def teacher_traces(backend: Any, rows: Sequence[Mapping[str, Any]], make_env: Ca
                 rejections[reason] += 1
                 continue
             solved.add(traj.question_id)
-            kept.append({"source": "teacher", "question": row, "messages": traj.messages + [
-                closing_message(traj.final_answer or "")], "final_answer": traj.final_answer,
+            kept.append({"source": "teacher", "question": row, "messages": with_call_ids(traj.messages + [
+                closing_message(traj.final_answer or "")]), "final_answer": traj.final_answer,
                 "trajectory_id": traj.trajectory_id, "n_tool_calls": traj.tool_calls, "seed": agent.seed,
                 "try_index": attempt})
         todo = [r for r, t in zip(todo, trajs) if t.question_id not in solved]
@@ -294,6 +303,59 @@ def judge_rollout(traj: Trajectory, min_f1: float) -> str | None:
     return None
 
 
+# ---- the message shape ---------------------------------------------------------------------------------------------
+
+def with_call_ids(messages: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """A copy of `messages` where every tool call has an `id` (kept if it has one, else `call_<n>`, n counting the
+    trace's calls) and every tool message the `tool_call_id` of the call it answers (the calls of the turn before
+    it, in order; a tool message that answers no call, such as the agent loop's parse-error message, gets none)."""
+    out: list[dict] = []
+    pending: list[str] = []
+    n = 0
+    for msg in messages:
+        msg = dict(msg)
+        if msg.get("role") == "assistant" and msg.get("tool_calls"):
+            calls = []
+            for call in msg["tool_calls"]:
+                calls.append({"id": call.get("id") or f"call_{n}", **{k: v for k, v in call.items() if k != "id"}})
+                n += 1
+            msg["tool_calls"] = calls
+            pending = [c["id"] for c in calls]
+        elif msg.get("role") == "tool" and not msg.get("tool_call_id") and pending and msg.get("name") != "error":
+            msg = {"role": "tool", "tool_call_id": pending.pop(0), **{k: v for k, v in msg.items() if k != "role"}}
+        elif msg.get("role") == "tool" and msg.get("tool_call_id") in pending:
+            pending.remove(msg["tool_call_id"])
+        out.append(msg)
+    return out
+
+
+def chat_messages(messages: Sequence[Mapping[str, Any]], *, arguments: str = "object") -> list[dict]:
+    """Stored messages (a dataset row's, from Parquet, `hf/` or JSONL: null keys, arguments as a string or an
+    object) as a chat API takes them: keys without a value dropped, tool-call `arguments` as an object
+    (`arguments="object"`: what chat templates render) or as a JSON string (`"string"`: the OpenAI wire format,
+    which vLLM's and the `openai` SDK's request types require)."""
+    if arguments not in ("object", "string"):
+        raise ValueError(f"arguments must be 'object' or 'string', not {arguments!r}")
+
+    def convert(value: Any) -> Any:
+        if arguments == "object":
+            return json.loads(value) if isinstance(value, str) else dict(value or {})
+        return value if isinstance(value, str) else json.dumps(value or {}, ensure_ascii=False)
+
+    out = []
+    for msg in messages:
+        clean = {k: v for k, v in msg.items() if v is not None}
+        if clean.get("tool_calls"):
+            clean["tool_calls"] = [
+                {**{k: v for k, v in call.items() if v is not None},
+                 "function": {"name": call["function"]["name"], "arguments": convert(call["function"].get("arguments"))}}
+                for call in clean["tool_calls"]]
+        else:
+            clean.pop("tool_calls", None)
+        out.append(clean)
+    return out
+
+
 # ---- checks -----------------------------------------------------------------------------------------------------
 
 def replay_mismatches(messages: Sequence[Mapping[str, Any]], env: SearchEnv,
@@ -301,6 +363,7 @@ def replay_mismatches(messages: Sequence[Mapping[str, Any]], env: SearchEnv,
     """Re-run every tool call of a trace in `env` (reset first) and list where a result differs from the trace's
     tool message; [] means every step is a real simulator call returning what the trace says."""
     env.reset(trajectory_id=trajectory_id or "replay")
+    messages = chat_messages(messages)
     problems = []
     pending: list[dict] = []
     for i, msg in enumerate(messages):
@@ -324,6 +387,7 @@ def trace_problems(messages: Sequence[Mapping[str, Any]]) -> list[str]:
     one `answer` call, a closing assistant turn; tool names and arguments fit the tools."""
     from training.tool_parser import check_call
 
+    messages = chat_messages(messages)
     problems = []
     roles = [m["role"] for m in messages]
     if roles[:2] != ["system", "user"]:
@@ -331,7 +395,18 @@ def trace_problems(messages: Sequence[Mapping[str, Any]]) -> list[str]:
     if not roles or roles[-1] != "assistant" or messages[-1].get("tool_calls"):
         problems.append("does not end with a closing assistant turn")
     answers = 0
+    ids: list[str] = []
+    pending: list[str] = []
     for i, msg in enumerate(messages[2:], start=2):
+        if msg["role"] == "tool":
+            call_id = msg.get("tool_call_id")
+            if call_id is None or call_id not in pending:
+                problems.append(f"message {i}: tool_call_id {call_id!r} answers no open call")
+            else:
+                pending.remove(call_id)
+        if msg.get("tool_calls"):
+            pending = [c.get("id") for c in msg["tool_calls"]]
+            ids += pending
         for call in msg.get("tool_calls") or []:
             fn = call["function"]
             bad = check_call(ToolCall(fn["name"], fn["arguments"]), TOOL_SCHEMAS)
@@ -340,6 +415,8 @@ def trace_problems(messages: Sequence[Mapping[str, Any]]) -> list[str]:
             answers += fn["name"] == "answer"
     if answers != 1:
         problems.append(f"{answers} answer calls")
+    if None in ids or len(set(ids)) < len(ids):
+        problems.append("tool call ids missing or repeated")
     if ANSWER_RECEIVED not in [m.get("content") for m in messages if m["role"] == "tool"]:
         problems.append("the answer was not received")
     return problems
@@ -348,13 +425,26 @@ def trace_problems(messages: Sequence[Mapping[str, Any]]) -> list[str]:
 # ---- the dataset ---------------------------------------------------------------------------------------------------
 
 _S, _I, _F = pa.string(), pa.int64(), pa.float64()
+
+
+def _message_type(arguments: pa.DataType) -> pa.DataType:
+    function = pa.struct([("name", _S), ("arguments", arguments)])
+    call = pa.struct([("id", _S), ("type", _S), ("function", function)])
+    return pa.struct([("role", _S), ("content", _S), ("name", _S), ("tool_call_id", _S), ("tool_calls", pa.list_(call))])
+
+
+MESSAGE = _message_type(_S)
+"""A chat message in the OpenAI chat-completions shape; `arguments` a JSON string."""
 TRACE_SCHEMA = pa.schema([
-    ("id", _S), ("source", _S), ("messages", pa.list_(pa.json_())), ("tools", pa.json_()),
+    ("id", _S), ("source", _S), ("messages", pa.list_(MESSAGE)), ("tools", _S),
     ("question_id", _S), ("question", _S), ("answer", _S), ("aliases", pa.list_(_S)), ("final_answer", _S),
     ("exact_match", _F), ("f1", _F), ("hops", _I), ("n_tool_calls", _I), ("n_turns", _I),
     ("trajectory_id", _S), ("seed", _I), ("try_index", _I), ("split", _S),
     ("snapshot_id", _S), ("model", _S), ("prompt_version", _S), ("question_prompt_version", _S),
 ])
+_HF_TYPES = {"messages": pa.list_(_message_type(pa.json_())), "tools": pa.json_()}
+HF_TRACE_SCHEMA = pa.schema([pa.field(f.name, _HF_TYPES.get(f.name, f.type)) for f in TRACE_SCHEMA])
+"""`TRACE_SCHEMA` with `arguments` and `tools` as JSON values: `datasets` decodes them to objects (`datasets.Json`)."""
 
 
 def trace_rows(traces: Sequence[dict], *, snapshot_id: str, teacher_model: str = "") -> list[dict]:
@@ -369,7 +459,7 @@ def trace_rows(traces: Sequence[dict], *, snapshot_id: str, teacher_model: str =
         counts[key] += 1
         g = golds(q)
         rows.append({
-            "id": f"{key}-{counts[key] - 1}", "source": t["source"], "messages": t["messages"],
+            "id": f"{key}-{counts[key] - 1}", "source": t["source"], "messages": with_call_ids(t["messages"]),
             "tools": TOOL_SCHEMAS, "question_id": str(q["id"]), "question": q["question"], "answer": q["answer"],
             "aliases": list(q.get("aliases") or []), "final_answer": t["final_answer"],
             "exact_match": exact_match(t["final_answer"], g), "f1": squad_f1(t["final_answer"], g),
@@ -384,30 +474,29 @@ def trace_rows(traces: Sequence[dict], *, snapshot_id: str, teacher_model: str =
 
 
 def trace_table(rows: Sequence[dict]) -> pa.Table:
-    """Rows as Arrow with `TRACE_SCHEMA` (messages and tools as JSON, so each keeps exactly its keys)."""
-    def json_array(values: list, list_of: bool) -> pa.Array:
-        if list_of:
-            storage = pa.array([[json.dumps(m, ensure_ascii=False) for m in v] for v in values], pa.list_(_S))
-            inner = pa.ExtensionArray.from_storage(pa.json_(), storage.values)
-            return pa.ListArray.from_arrays(storage.offsets, inner)
-        return pa.ExtensionArray.from_storage(pa.json_(), pa.array([json.dumps(v) for v in values], _S))
+    """Rows as Arrow with `TRACE_SCHEMA`: messages as OpenAI-shaped structs, arguments and tools as JSON strings."""
+    data = [{**r, "messages": chat_messages(r["messages"], arguments="string"),
+             "tools": json.dumps(r["tools"], ensure_ascii=False)} for r in rows]
+    return pa.Table.from_pylist(data, schema=TRACE_SCHEMA)
 
-    columns = {}
-    for f in TRACE_SCHEMA:
-        values = [r.get(f.name) for r in rows]
-        if f.name == "messages":
-            columns[f.name] = json_array(values, True)
-        elif f.name == "tools":
-            columns[f.name] = json_array(values, False)
-        else:
-            columns[f.name] = pa.array(values, f.type)
-    return pa.table(columns, schema=TRACE_SCHEMA)
+
+def hf_table(table: pa.Table) -> pa.Table:
+    """A `trace_table` with `arguments` and `tools` as JSON values (`HF_TRACE_SCHEMA`)."""
+    return table.cast(HF_TRACE_SCHEMA)
+
+
+def jsonl_row(row: dict) -> dict:
+    """A `trace_table` row for the JSONL copy: messages without null keys (a chat API takes them as they are)."""
+    return {**row, "messages": chat_messages(row["messages"], arguments="string")}
 
 
 FIELD_DOCS = {
-    "messages": "the chat: system, user question, assistant turns (`content` = reasoning, `tool_calls` = one call "
-                "with `arguments` as an object), `tool` results, a closing assistant turn",
-    "tools": "the tool schemas (search, open_url, follow_link, answer) the chat template renders",
+    "messages": "the chat in the OpenAI chat-completions shape: system, user question, assistant turns (`content` = "
+                "reasoning, `tool_calls` = one call with an `id` and `arguments`), `tool` results (`tool_call_id`), a "
+                "closing assistant turn. In `data/` and `jsonl/` `arguments` is a JSON string (the OpenAI wire format); "
+                "in `hf/` it is an object (`datasets.Json`), as chat templates render it",
+    "tools": "the tool schemas (search, open_url, follow_link, answer) the chat template renders: a JSON string in "
+             "`data/` and `jsonl/` (TRL's SFTTrainer decodes it), a JSON value in `hf/`",
     "source": "`demonstration` (scripted from the evidence chain, executed on the simulator) or `teacher` "
               "(a model's rollout whose answer matched gold)",
     "final_answer": "the argument of the trace's `answer` call",
@@ -527,7 +616,7 @@ def make_sft_traces(questions: Sequence[Mapping[str, Any]], snapshot: str | Path
                     "tries": tc.tries, "seed": tc.seed, "temperature": tc.temperature, "min_f1": tc.min_f1},
         **stats}
     export = export_dataset(trace_table(rows), out_dir, card=traces_card(rows, stats, full_provenance),
-                            provenance=full_provenance)
+                            provenance=full_provenance, hf=hf_table, jsonl=jsonl_row)
     demos = [r for r in rows if r["source"] in DEMONSTRATION_SOURCES]
     replay = demos[: config.replay_sample] if config.replay_sample else demos
     checks = check_traces(rows, traces, SearchEnv(snapshot, session="sft-replay", **config.env), replay)

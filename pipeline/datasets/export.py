@@ -16,7 +16,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,9 +24,12 @@ import pyarrow.parquet as pq
 
 
 def export_dataset(table: pa.Table, out_dir: str | Path, *, card: str, provenance: dict[str, Any],
-                   split_column: str = "split", extra_files: dict[str, bytes] | None = None) -> dict[str, Any]:
+                   split_column: str = "split", extra_files: dict[str, bytes] | None = None,
+                   hf: Callable[[pa.Table], pa.Table] | None = None,
+                   jsonl: Callable[[dict], dict] | None = None) -> dict[str, Any]:
     """Write `table` split by `split_column` in every format (plus `extra_files`, name -> bytes, such as plots);
-    returns paths and rows per split."""
+    returns paths and rows per split. `hf` maps a split's table to the one saved under `hf/` (the same rows with
+    other Arrow types, such as JSON values that `datasets` decodes); `jsonl` maps a row before it is written."""
     import datasets
 
     out_dir = Path(out_dir)
@@ -41,9 +44,9 @@ def export_dataset(table: pa.Table, out_dir: str | Path, *, card: str, provenanc
             pq.write_table(part, tmp / "data" / f"{name}.parquet")
             with open(tmp / "jsonl" / f"{name}.jsonl", "w", encoding="utf-8") as fh:
                 for row in part.to_pylist():
-                    fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-        datasets.DatasetDict({name: datasets.Dataset(pa_table(part)) for name, part in parts.items()}).save_to_disk(
-            str(tmp / "hf"))
+                    fh.write(json.dumps(jsonl(row) if jsonl else row, ensure_ascii=False, default=str) + "\n")
+        datasets.DatasetDict({name: datasets.Dataset(pa_table(hf(part) if hf else part))
+                              for name, part in parts.items()}).save_to_disk(str(tmp / "hf"))
         counts = {name: part.num_rows for name, part in parts.items()}
         (tmp / "provenance.json").write_text(json.dumps({**provenance, "rows_by_split": counts}, indent=2,
                                                         ensure_ascii=False, default=str) + "\n")

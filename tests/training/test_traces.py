@@ -1,6 +1,8 @@
 """SFT traces: demonstrations are real simulator calls returning what the trace says, teacher rollouts are
 rejection-sampled against gold, eval questions never get in, and the dataset keeps every message exact."""
 
+import json
+
 import pytest
 
 from pipeline.simulator.calllog import read_trajectory
@@ -10,6 +12,7 @@ from training.tool_parser import ToolCall, format_call
 from training.traces import (
     TeacherConfig,
     assert_train_only,
+    chat_messages,
     demonstration,
     demonstrations,
     plan_hops,
@@ -29,6 +32,11 @@ def make_env(small_snapshot):
 
 def tool_calls(messages):
     return [c["function"] for m in messages if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+
+
+def clean(messages):
+    """Messages as they were made, from a stored row (null keys dropped, arguments decoded)."""
+    return chat_messages(messages)
 
 
 # ---- demonstrations ---------------------------------------------------------------------------------------------
@@ -141,7 +149,8 @@ def test_teacher_rollouts_are_rejection_sampled(make_env):
     assert set(summaries) == {"try_0", "try_1", "try_2"} and summaries["try_0"]["trajectories"] == 4
     for t in kept:
         assert trace_problems(t["messages"]) == []
-        assert t["messages"][-2] == {"role": "tool", "name": "answer", "content": ANSWER_RECEIVED}
+        assert t["messages"][-2] == {"role": "tool", "tool_call_id": t["messages"][-3]["tool_calls"][0]["id"],
+                                     "name": "answer", "content": ANSWER_RECEIVED}
         assert replay_mismatches(t["messages"], make_env()) == []
     with pytest.raises(ValueError):
         teacher_traces(teacher, small_questions(), make_env, config)
@@ -149,21 +158,105 @@ def test_teacher_rollouts_are_rejection_sampled(make_env):
 
 # ---- the dataset --------------------------------------------------------------------------------------------------
 
-def test_the_dataset_keeps_every_message_exactly(make_env, tmp_path):
-    import datasets
-
+@pytest.fixture()
+def exported(make_env, tmp_path):
     from pipeline.datasets.export import export_dataset
+    from training.traces import hf_table, jsonl_row
 
     traces, _ = demonstrations(train_questions(), make_env)
     rows = trace_rows(traces, snapshot_id="snap-1")
+    out = export_dataset(trace_table(rows), tmp_path / "sft_traces", card="card", provenance={"x": 1}, hf=hf_table,
+                         jsonl=jsonl_row)
+    return traces, rows, out
+
+
+def test_every_call_has_an_id_that_its_tool_message_answers(make_env):
+    trace, _ = demonstration(small_questions()[0], make_env(), run_tag="ids")
+    messages = trace["messages"]
+    ids = [c["id"] for m in messages for c in m.get("tool_calls") or []]
+    assert ids == [f"call_{i}" for i in range(5)]
+    assert [m["tool_call_id"] for m in messages if m["role"] == "tool"] == ids
+    # a teacher rollout has none of its own: trace_rows gives them, the same way
+    bare = [{k: v for k, v in m.items() if k != "tool_call_id"} for m in messages]
+    bare = [{**m, "tool_calls": [{k: v for k, v in c.items() if k != "id"} for c in m["tool_calls"]]}
+            if m.get("tool_calls") else m for m in bare]
+    assert trace_problems(bare) == ["message 3: tool_call_id None answers no open call",
+                                    "message 5: tool_call_id None answers no open call",
+                                    "message 7: tool_call_id None answers no open call",
+                                    "message 9: tool_call_id None answers no open call",
+                                    "message 11: tool_call_id None answers no open call",
+                                    "tool call ids missing or repeated"]
+    [row] = trace_rows([{**trace, "messages": bare, "source": "teacher", "question": small_questions()[0]}],
+                       snapshot_id="s")
+    assert row["messages"] == messages
+
+
+def test_a_stored_trace_replays_through_openai_types_and_vllm(exported):
+    from openai.types.chat import ChatCompletionMessageParam
+    from pydantic import TypeAdapter
+
+    import pyarrow.parquet as pq
+
+    _, rows, out = exported
+    stored = pq.read_table(out["parquet"]["train"]).to_pylist()[0]
+    wire = chat_messages(stored["messages"], arguments="string")
+    assert all(isinstance(c["function"]["arguments"], str) for m in wire for c in m.get("tool_calls") or [])
+    adapter = TypeAdapter(list[ChatCompletionMessageParam])
+    assert len(adapter.validate_python(wire)) == len(wire)  # raises on a message the OpenAI types refuse
+    # the OpenAI types do require the ids: the shape before this change fails
+    no_ids = [{k: v for k, v in m.items() if k != "tool_call_id"} for m in wire]
+    with pytest.raises(Exception, match="tool_call_id"):
+        adapter.validate_python(no_ids)
+    jsonl_first = json.loads(open(out["jsonl"]["train"]).readline())
+    assert jsonl_first["messages"] == wire  # the JSONL copy is the wire shape already: objects, no null keys
+    try:
+        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+    except ImportError:  # vLLM is optional; the openai SDK's types above are the same contract
+        return
+    request = ChatCompletionRequest(model="m", messages=jsonl_first["messages"], tools=json.loads(stored["tools"]))
+    assert len(request.messages) == len(wire)
+
+
+def to_lists(value):
+    """numpy arrays to lists, recursively: what veRL's MultiTurnSFTDataset does to each row it reads with pandas
+    (`convert_nested_value_to_list_recursive`)."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {k: to_lists(v) for k, v in value.items()}
+    if isinstance(value, (list, np.ndarray)):
+        return [to_lists(v) for v in list(value)]
+    return value
+
+
+def test_pandas_reads_messages_as_lists_of_dicts(exported):
+    import pandas as pd
+
+    traces, _, out = exported
+    df = pd.read_parquet(out["parquet"]["train"])
+    messages = to_lists(df["messages"].iloc[0])
+    assert isinstance(messages, list) and isinstance(messages[0], dict)
+    assert clean(messages) == traces[0]["messages"]
+    assert json.loads(df["tools"].iloc[0]) == TOOL_SCHEMAS
+
+
+def test_the_dataset_keeps_every_message_exactly(exported, make_env):
+    import datasets
+
+    traces, rows, out = exported
     assert [r["id"] for r in rows] == [f"demonstration-{q}-0" for q in ("basalt", "penguin", "detour", "nebula")]
     assert all(r["exact_match"] == 1.0 and r["split"] == "train" and r["model"] == "demonstration" for r in rows)
-    out = export_dataset(trace_table(rows), tmp_path / "sft_traces", card="card", provenance={"x": 1})
-    for ds in (datasets.load_from_disk(out["hf"])["train"],
-               datasets.load_dataset("parquet", data_files=out["parquet"]["train"])["train"]):
-        assert ds.features["messages"] == datasets.List(datasets.Json())
-        first = ds[0]
-        assert first["messages"] == traces[0]["messages"]  # no keys added, no nulls, arguments as objects
-        assert first["tools"] == TOOL_SCHEMAS
-        assert first["messages"][3] == {"role": "tool", "name": "search", "content": traces[0]["messages"][3][
-            "content"]}
+    hf = datasets.load_from_disk(out["hf"])["train"]
+    assert hf.features["tools"] == datasets.Json()
+    first = hf[0]
+    # hf/: what a chat template renders, arguments as objects (TRL's SFTTrainer reads this copy)
+    assert clean(first["messages"]) == traces[0]["messages"]
+    assert first["messages"][2]["tool_calls"][0]["function"]["arguments"] == {"query": "Aardvark"}
+    assert first["tools"] == TOOL_SCHEMAS
+    for ds in (datasets.load_dataset("parquet", data_files=out["parquet"]["train"])["train"],
+               datasets.load_dataset("json", data_files=out["jsonl"]["train"])["train"]):
+        assert clean(ds[0]["messages"]) == traces[0]["messages"]
+        assert json.loads(ds[0]["tools"]) == TOOL_SCHEMAS
+    assert clean(first["messages"])[3] == {"role": "tool", "tool_call_id": "call_0", "name": "search",
+                                           "content": traces[0]["messages"][3]["content"]}
+    assert trace_problems(first["messages"]) == [] and replay_mismatches(first["messages"], make_env()) == []
