@@ -200,3 +200,17 @@ def test_citation_credit_is_precision_over_cited_fragments():
     # a sentence drawn from two chunks, citing both, keeps full credit
     both = "The Aswan High Dam was completed in 1970 and Egyptian farmers relied on the annual flood [C3][C4]."
     assert citation_reward([both], **_batch([SYNTH], None)) == [1.0]
+
+
+def test_report_reward_sanity_passes_on_the_verifiers_and_fails_when_over_citing_pays(monkeypatch):
+    from pipeline.synthesis.report_tasks import scoring
+    from training.rewards_report import report_reward_sanity
+
+    other_order = {**REORDER, "task_id": "r2", "gold_order": ["C1", "C2", "C3", "C4", "C5"]}
+    rows = [{**SYNTH, "task_id": "s1"}, {**MERGE, "task_id": "m1"}, {**REORDER, "task_id": "r1"}, other_order]
+    report = report_reward_sanity(rows)
+    assert report["passed"], report
+    assert report["mean_citation_reward"]["over_cited"] <= 0.5 and report["mean_total"]["reorder_fabricated"] < 0.5
+    monkeypatch.setattr(scoring, "CITE_SHARE", 0.0)  # every cited chunk "supports": citing everything pays
+    broken = report_reward_sanity(rows)
+    assert not broken["passed"] and broken["mean_citation_reward"]["over_cited"] > 0.9
