@@ -7,18 +7,29 @@ address and a URL an agent asks the simulator for all go through `normalize_url`
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+from functools import lru_cache
+from urllib.parse import quote, unquote, urljoin, urlparse, urlsplit, urlunsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters left as they are in a path: RFC 3986 unreserved + sub-delims + ":" "@" "/".
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _QUERY_SAFE = "/:@!$&'()*+,;=-._~?"
 _WIKI_HOST = re.compile(r"^(?P<lang>[a-z][a-z0-9-]*)\.(?:m\.)?wikipedia\.org$")
+# A part made of these alone (no "%", nothing to encode) is its own canonical form.
+_CANONICAL_PATH = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=._~-]*").fullmatch
+_CANONICAL_QUERY = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=._~?-]*").fullmatch
+# Where `urljoin` would do more than glue a path onto the base's origin: dot segments, "//" that it
+# collapses, ";params" it re-serialises, tabs and newlines it drops.
+_JOIN_WORK = re.compile(r"//|/\.|;|[\t\r\n]")
+_ABSOLUTE_WORK = re.compile(r"[;\t\r\n]")
+_CACHE_SIZE = 1 << 16
 
 
 def _requote(part: str, safe: str) -> str:
     # Decode then re-encode so that "%c3%a9", "%C3%A9" and "é" all become "%C3%A9".
     # "%2F" and friends stay encoded: decoding them would change the path's structure.
+    if (_CANONICAL_QUERY if "?" in safe else _CANONICAL_PATH)(part):
+        return part
     protected = re.sub(r"%(2[fF]|3[fF]|23|25)", lambda m: "\x00" + m.group(1).upper(), part)
     out = quote(unquote(protected), safe=safe + "\x00")
     return out.replace("\x00", "%")
@@ -51,6 +62,8 @@ def normalize_url(url: str, base: str | None = None) -> str | None:
 
     Scheme and host lower-cased, default port and fragment dropped, dot segments removed,
     percent-encoding made canonical (upper-case escapes, non-ASCII encoded), empty path -> "/".
+    The common links (a path on the page's own site, an absolute http(s) URL) skip `urljoin`, and
+    the canonical form of an absolute URL is cached: a site's pages link to the same URLs.
     """
     if not isinstance(url, str):
         return None
@@ -58,10 +71,42 @@ def normalize_url(url: str, base: str | None = None) -> str | None:
     if not url or len(url) > 8192:
         return None
     if base:
-        try:
-            url = urljoin(base, url)
-        except ValueError:
+        url = _join(base, url)
+        if url is None:
             return None
+    return _canonical(url)
+
+
+def _join(base: str, url: str) -> str | None:
+    """`urljoin(base, url)`, or a string that `_canonical` maps to the same URL; None where urljoin fails."""
+    origin = _origin(base)
+    if origin is None:
+        return None  # urljoin raises on this base
+    if url[0] == "/":
+        if origin and not _JOIN_WORK.search(url):
+            return origin + url
+    elif url.startswith(("https://", "http://")) and not _ABSOLUTE_WORK.search(url):
+        if url[url.index("//") + 2:][:1] not in ("", "/", "?", "#"):
+            return url  # urljoin returns an absolute URL with a host as it is (up to re-serialising it)
+    try:
+        return urljoin(base, url)
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=1024)
+def _origin(base: str) -> str | None:
+    """"scheme://netloc" that `urljoin(base, "/path")` puts before the path; "" for a base that is not
+    http(s) with a host; None for one that urljoin cannot parse."""
+    try:
+        parts = urlparse(base)
+    except ValueError:
+        return None
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in _DEFAULT_PORTS and parts.netloc else ""
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _canonical(url: str) -> str | None:
     try:
         parts = urlsplit(url)
         port = parts.port
