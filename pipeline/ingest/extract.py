@@ -45,10 +45,22 @@ _WS = re.compile(r"\s+")
 # End of a sentence: terminal punctuation, optional closing quotes/brackets, then whitespace.
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f][\"'\u201d\u2019)\]]*\s+")
 _CJK_SENTENCE_END = re.compile(r"[\u3002\uff01\uff1f]")
-_PARSER = lxml_html.HTMLParser(collect_ids=False, default_doctype=False, remove_comments=True, remove_pis=True)
-_BYTES_PARSER = lxml_html.HTMLParser(
-    collect_ids=False, default_doctype=False, remove_comments=True, remove_pis=True, encoding="utf-8"
-)
+
+
+def _html_parser(**options) -> etree.HTMLParser:
+    """lxml.html's parser settings with a C-level element class lookup: lxml.html's own lookup is a
+    Python method called for every element proxy (~1,000 per page, 9% of extraction). Every element is
+    an `HtmlElement` (no form/input subclasses, which neither extraction nor the link pass uses)."""
+    parser = etree.HTMLParser(collect_ids=False, default_doctype=False, remove_comments=True, remove_pis=True,
+                              **options)
+    parser.set_element_class_lookup(etree.ElementDefaultClassLookup(
+        element=lxml_html.HtmlElement, comment=lxml_html.HtmlComment, pi=lxml_html.HtmlProcessingInstruction,
+        entity=lxml_html.HtmlEntity))
+    return parser
+
+
+_PARSER = _html_parser()
+_BYTES_PARSER = _html_parser(encoding="utf-8")
 
 
 @dataclass
@@ -87,6 +99,11 @@ class ExtractionError(Exception):
 
 def parse_html(html: str) -> etree._Element:
     """lxml tree of an HTML string (raises ExtractionError("parse_error") if there is none)."""
+    return _parse(html).getroottree().getroot()
+
+
+def _parse(html: str) -> etree._Element:
+    """What `lxml.html.fromstring` returns for `html` (the root, or for a fragment the element it picked)."""
     if not html or not html.strip():
         raise ExtractionError("empty_text", "empty document")
     try:
@@ -97,39 +114,89 @@ def parse_html(html: str) -> etree._Element:
         raise ExtractionError("parse_error", f"{type(exc).__name__}: {exc}") from exc
     if tree is None:
         raise ExtractionError("parse_error", "no document element")
-    return tree.getroottree().getroot()
+    return tree
 
 
-def extract_page(html: str, url: str) -> ExtractedPage:
-    """Title, main text, date, language and outlinks of one page. Raises ExtractionError."""
-    from trafilatura import bare_extraction
+def extract_page(html: str, url: str, *, fast: bool = False) -> ExtractedPage:
+    """Title, main text, date, language and outlinks of one page. Raises ExtractionError.
 
+    One lxml parse serves the link pass and trafilatura (see `main_content`). `fast` is trafilatura's
+    fast mode: no readability/jusText comparison (see README, "Ingest speed", for what it changes).
+    """
     try:
-        tree = parse_html(html)
+        parsed = _parse(html)
     except ExtractionError as exc:
         raise ExtractionError(exc.reason, exc.detail, url) from None
+    tree = parsed.getroottree().getroot()
     links = extract_links(tree, url)
+    language = page_language(tree)
+    html_title = _collapse(tree.findtext(".//title") or "")
     try:
-        doc = bare_extraction(
-            html,
-            url=url,
-            with_metadata=True,
-            include_comments=False,
-            include_tables=True,
-            date_extraction_params=_DATE_PARAMS,
-        )
+        doc = main_content(html, parsed, url, fast=fast)  # prunes `tree`: every read of it is above
     except Exception as exc:  # noqa: BLE001 - trafilatura's own failure on this page
         raise ExtractionError("parse_error", f"trafilatura: {type(exc).__name__}: {exc}"[:500], url) from exc
     text = (doc.text or "").strip() if doc is not None else ""
     if not text:
-        text = visible_text(tree)
+        text = visible_text(parse_html(html))
     if not text:
         raise ExtractionError("empty_text", "no main text and no visible body text", url)
     title = (doc.title or "").strip() if doc is not None else ""
-    if not title:
-        title = _collapse(tree.findtext(".//title") or "")
     published = doc.date if doc is not None and doc.date else None
-    return ExtractedPage(title=title, text=text, published=published, language=page_language(tree), links=links)
+    return ExtractedPage(title=title or html_title, text=text, published=published, language=language, links=links)
+
+
+def main_content(html: str, parsed: etree._Element, url: str, *, fast: bool = False):
+    """trafilatura's `bare_extraction(html, url, with_metadata=True, include_comments=False,
+    include_tables=True, date_extraction_params=_DATE_PARAMS)`: a `Document` with text, title and date,
+    or None where trafilatura finds no main text; the same result, with less work:
+
+    - `parsed` (our parse of `html`, as `_parse` returns it) is trafilatura's tree where its own loader
+      would parse the same string the same way (no markup repair needed; nearly every page), so the page
+      is parsed once, and the tree is not copied first: it is pruned in place;
+    - of the metadata only what the store keeps (title, date, and the URL the date search reads), not
+      author (a copy of the whole tree), site name, categories, tags or licence.
+    """
+    from trafilatura.core import trafilatura_sequence
+    from trafilatura.metadata import Document, examine_meta, extract_meta_json, extract_title, extract_url
+    from trafilatura.settings import DEFAULT_CONFIG, Extractor
+    from trafilatura.utils import is_dubious_html, load_html, repair_faulty_html
+    from trafilatura.xml import xmltotxt
+    from htmldate import find_date
+
+    options = Extractor(config=DEFAULT_CONFIG, output_format="python", fast=fast, comments=False, tables=True,
+                        url=url, with_metadata=True, date_params=_DATE_PARAMS)
+    beginning = html[:50].lower()
+    if parsed.getparent() is None and len(parsed) >= 1 and repair_faulty_html(html, beginning) == html:
+        tree = parsed
+        if is_dubious_html(beginning) and len(tree) < 2:
+            return None  # trafilatura's loader: "not valid HTML"
+    else:
+        tree = load_html(html)  # trafilatura parses it its own way
+        if tree is None:
+            return None
+    try:
+        # trafilatura.metadata.extract_metadata, title and date only
+        meta = examine_meta(tree)
+        try:
+            meta = extract_meta_json(tree, meta)
+        except Exception:  # noqa: BLE001 - as trafilatura: bugs in its JSON-LD reader cost the JSON-LD only
+            pass
+        doc = Document()
+        doc.title = meta.title or extract_title(tree)
+        doc.date = find_date(tree, **{**options.date_params, "url": meta.url or extract_url(tree, url)})
+        doc.clean_and_trim()
+        # trafilatura.core.bare_extraction from here
+        body, text, _, comments = trafilatura_sequence(tree, options, options.url)
+        if options.max_tree_size and len(body) > options.max_tree_size:
+            etree.strip_tags(body, "hi")
+            if len(body) > options.max_tree_size:
+                return None
+        if len(text) < options.min_output_size and len(comments) < options.min_output_comm_size:
+            return None
+    except (TypeError, ValueError):
+        return None
+    doc.text = xmltotxt(body, options.formatting)
+    return doc
 
 
 def page_language(tree: etree._Element) -> str | None:
@@ -321,7 +388,7 @@ def _worker_init() -> None:
     _warm_up()
 
 
-def _extract_timed(html: str, url: str, timeout_s: float) -> ExtractedPage | ExtractionError:
+def _extract_timed(html: str, url: str, timeout_s: float, fast: bool = False) -> ExtractedPage | ExtractionError:
     """extract_page under a SIGALRM time limit (main thread only); never raises."""
     global _timer_armed
     use_timer = (
@@ -336,7 +403,7 @@ def _extract_timed(html: str, url: str, timeout_s: float) -> ExtractedPage | Ext
             _timer_armed = True
             old_timer = signal.setitimer(signal.ITIMER_REAL, timeout_s)
         try:
-            return extract_page(html, url)
+            return extract_page(html, url, fast=fast)
         finally:
             if use_timer:
                 _timer_armed = False
@@ -356,11 +423,12 @@ def _extract_timed(html: str, url: str, timeout_s: float) -> ExtractedPage | Ext
                 signal.setitimer(signal.ITIMER_REAL, *old_timer)
 
 
-def _extract_chunk(chunk: list[tuple[str, str]], timeout_s: float) -> list[ExtractedPage | ExtractionError]:
+def _extract_chunk(chunk: list[tuple[str, str]], timeout_s: float,
+                   fast: bool = False) -> list[ExtractedPage | ExtractionError]:
     out = []
     for html, url in chunk:
         try:
-            out.append(_extract_timed(html, url, timeout_s))
+            out.append(_extract_timed(html, url, timeout_s, fast))
         except _PageTimeout:  # the alarm landed between the page's end and the timer's reset
             out.append(ExtractionError("timeout", f"extraction took over {timeout_s:g}s", url))
     return out
@@ -433,6 +501,7 @@ def extract_many(
     timeout_s: float = 10.0,
     chunksize: int = 8,
     start_method: str | None = None,
+    fast: bool | None = None,
 ) -> Iterator[ExtractedPage | ExtractionError]:
     """`extract_page` over `(html, url)` pairs, yielding one result per pair in input order.
 
@@ -444,15 +513,20 @@ def extract_many(
     workers <= 1 runs in this process (time limit only when called from the main thread).
     The default start method ("forkserver") re-imports the calling script's main module: a script
     that calls this at top level needs an `if __name__ == "__main__":` guard.
+    `fast` is `extract_page`'s; None means `pipeline.config.ingest_fast()` (`$WEBSIM_INGEST_FAST`, off).
     """
+    if fast is None:
+        from pipeline.config import ingest_fast
+
+        fast = ingest_fast()
     if workers <= 1:
         _warm_up()
         for html, url in items:
-            yield _extract_chunk([(html, url)], timeout_s)[0]
+            yield _extract_chunk([(html, url)], timeout_s, fast)[0]
         return
     method = start_method or default_start_method()
     check_main_guard("extract_many", method)
-    yield from _PoolRunner(workers, timeout_s, chunksize, method).run(iter(items))
+    yield from _PoolRunner(workers, timeout_s, chunksize, method, fast).run(iter(items))
 
 
 class _PoolRunner:
@@ -460,9 +534,10 @@ class _PoolRunner:
 
     GRACE_S = 30.0  # per chunk, on top of the per-page limits: pickling, start-up, scheduling
 
-    def __init__(self, workers: int, timeout_s: float, chunksize: int, start_method: str):
+    def __init__(self, workers: int, timeout_s: float, chunksize: int, start_method: str, fast: bool = False):
         self.workers = workers
         self.timeout_s = timeout_s
+        self.fast = fast
         self.chunksize = max(1, chunksize)
         self.ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
@@ -487,7 +562,7 @@ class _PoolRunner:
         def submit() -> bool:
             chunk = list(islice(items, self.chunksize))
             if chunk:
-                pending.append((chunk, self.pool.apply_async(_extract_chunk, (chunk, self.timeout_s))))
+                pending.append((chunk, self.pool.apply_async(_extract_chunk, (chunk, self.timeout_s, self.fast))))
             return bool(chunk)
 
         self._start()
@@ -503,7 +578,7 @@ class _PoolRunner:
                     resubmit = [c for c, _ in pending]
                     pending.clear()
                     for c in resubmit:
-                        pending.append((c, self.pool.apply_async(_extract_chunk, (c, self.timeout_s))))
+                        pending.append((c, self.pool.apply_async(_extract_chunk, (c, self.timeout_s, self.fast))))
                 submit()
                 yield from out
         finally:
@@ -516,7 +591,7 @@ class _PoolRunner:
         self._start()
         for html, url in chunk:
             try:
-                result = self.pool.apply_async(_extract_chunk, ([(html, url)], self.timeout_s))
+                result = self.pool.apply_async(_extract_chunk, ([(html, url)], self.timeout_s, self.fast))
                 out.append(result.get(self._deadline(1))[0])
             except multiprocessing.TimeoutError:
                 out.append(ExtractionError("timeout", "worker gave no answer (stuck in native code or killed)", url))
@@ -534,6 +609,7 @@ __all__ = [
     "extract_links",
     "extract_many",
     "extract_page",
+    "main_content",
     "parse_html",
     "visible_text",
 ]
