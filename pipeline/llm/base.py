@@ -99,6 +99,7 @@ class Completion:
     error_detail: str | None = None
     cached: bool = False
     attempts: int = 1
+    repaired: bool = False  # the parsed value needed json-repair (see pipeline.llm.structured)
     prompt_index: int = 0
     sample_index: int = 0
 
@@ -135,6 +136,7 @@ class Usage:
     cache_hits: int = 0
     cache_misses: int = 0
     retries: int = 0
+    json_repaired: int = 0
     rejections: Counter = field(default_factory=Counter)
 
     @property
@@ -156,6 +158,7 @@ class Usage:
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
             "retries": self.retries,
+            "json_repaired": self.json_repaired,
             "rejections": dict(self.rejections),
         }
 

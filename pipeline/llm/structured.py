@@ -3,7 +3,10 @@
 Backends that constrain decoding with a grammar (vLLM's structured outputs, an OpenAI-compatible server given
 `response_format`) rarely produce invalid JSON, but can still be cut off by `max_tokens`; the transformers
 backend only prompts and checks. Either way every output goes through `parse_json`, and an item that fails is
-re-generated with a fresh seed (and, for chats, a short corrective turn) up to `max_json_retries` times. What
+re-generated with a fresh seed (and, for chats, a short corrective turn) up to `max_json_retries` times; before a
+re-ask, text that is almost JSON (trailing commas, single quotes, Python literals, unquoted keys, a reply cut off by
+`max_tokens`) is mended with `json-repair` (a cut-off reply loses its last, unfinished entry) and counted in
+`usage.json_repaired`; the mended value still has to pass the schema. What
 still fails comes back with its raw text and `error="invalid_json"` or `"schema_violation"`, and is counted in
 `usage.rejections`; the other items are unaffected.
 """
@@ -28,27 +31,89 @@ RETRY_SEED_BASE = 7919  # retries of attempt k use seed base + k * RETRY_SEED_BA
 _FENCE = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```\s*$", re.DOTALL)
 
 
-def extract_json(text: str) -> Any:
-    """The JSON value in `text`: the whole text, a fenced ```json block, or the first {...}/[...] in it.
+def extract_json(text: str, repair: bool = True) -> Any:
+    """The JSON value in `text`: the whole text, a fenced ```json block, or the first {...}/[...] in it; with
+    `repair`, else the first {...}/[...] mended by `json-repair`.
 
     Raises ValueError when there is none.
     """
+    value, _ = extract_json_repaired(text, repair)
+    return value
+
+
+def _unfenced(text: str) -> str:
     stripped = text.strip()
     fenced = _FENCE.match(stripped)
-    if fenced:
-        stripped = fenced.group(1).strip()
+    return fenced.group(1).strip() if fenced else stripped
+
+
+def extract_json_repaired(text: str, repair: bool = True) -> tuple[Any, bool]:
+    """`(value, repaired)`: as `extract_json`, and whether the value needed mending."""
+    stripped = _unfenced(text)
     try:
-        return json.loads(stripped)
+        return json.loads(stripped), False
     except json.JSONDecodeError:
         pass
     decoder = json.JSONDecoder()
     for match in re.finditer(r"[\[{]", stripped):
         try:
             value, _ = decoder.raw_decode(stripped, match.start())
-            return value
+            return value, False
         except json.JSONDecodeError:
             continue
+    if repair:
+        value = repair_json(stripped)
+        if value is not None:
+            return value, True
     raise ValueError("no JSON value found")
+
+
+def _cut_mid_value(text: str) -> bool:
+    """Whether `text` stops inside a string, number or literal (not after a finished value or a comma)."""
+    in_string = escaped = False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif ch == "\\" and in_string:
+            escaped = True
+        elif ch == '"':
+            in_string = not in_string
+    return in_string or text.rstrip()[-1:] not in ('}', ']', '"', ',')
+
+
+def repair_json(text: str) -> Any:
+    """The object or array that starts at the first `{`/`[` of `text`, mended by `json-repair`; None if there is
+    none. When the text stops in the middle of a value (a reply cut off by `max_tokens`), that unfinished last entry
+    is dropped rather than kept half-written ("It opened in 18")."""
+    start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+    if start < 0:
+        return None
+    import json_repair
+
+    body = text[start:]
+    value = json_repair.loads(body)
+    if not isinstance(value, (dict, list)):
+        return None
+    if _cut_mid_value(body) and not _drop_last_entry(value):
+        return None  # nothing finished before the cut: a re-ask, not an empty answer
+    return value
+
+
+def _drop_last_entry(value: Any) -> bool:
+    """Drop the entry a cut-off reply was writing: the last item of the innermost list on the last path (a half
+    written key point goes whole, the finished ones stay), else the innermost object's last key. False when that
+    leaves the container empty (nothing was finished)."""
+    path = []
+    while isinstance(value, (dict, list)) and value:
+        key = next(reversed(value)) if isinstance(value, dict) else -1
+        path.append((value, key))
+        value = value[key]
+    lists = [(container, key) for container, key in path if isinstance(container, list)]
+    if not path:
+        return False
+    container, key = (lists or path)[-1]
+    del container[key]
+    return bool(container)
 
 
 def schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
@@ -106,23 +171,37 @@ def parse_json(text: str, schema: dict[str, Any] | None = None) -> tuple[Any, st
 
     `reason` is "invalid_json" (no JSON value in the text) or "schema_violation" (JSON, but not of `schema`).
     """
+    value, _, reason, detail = parse_json_repaired(text, schema)
+    return value, reason, detail
+
+
+def parse_json_repaired(text: str, schema: dict[str, Any] | None = None,
+                        repair: bool = True) -> tuple[Any, bool, str | None, str | None]:
+    """`parse_json`, and whether the value was mended: `(value, repaired, reason, detail)`.
+
+    The text as it stands wins; the mended text is tried when that has no JSON value, or has one the schema
+    rejects (often an inner object of a reply cut off by `max_tokens`, which the strict scan finds whole)."""
     try:
-        value = extract_json(text)
+        value, repaired = extract_json_repaired(text, repair)
     except ValueError as exc:
-        return None, INVALID_JSON, str(exc)
-    if schema:
-        errors = schema_errors(value, schema)
-        if errors:
-            return None, SCHEMA_VIOLATION, "; ".join(errors)[:500]
-    return value, None, None
+        return None, False, INVALID_JSON, str(exc)
+    errors = schema_errors(value, schema) if schema else []
+    if errors and repair and not repaired:
+        mended = repair_json(_unfenced(text))
+        if mended is not None and not schema_errors(mended, schema):
+            return mended, True, None, None
+    if errors:
+        return None, repaired, SCHEMA_VIOLATION, "; ".join(errors)[:500]
+    return value, repaired, None, None
 
 
 def apply_parse(completion: Completion, schema: dict[str, Any] | None) -> Completion:
     """Fill `parsed` / `error` of a completion from its text (a backend error is left as it is)."""
     if completion.finish_reason == "error":
         return completion
-    value, reason, detail = parse_json(completion.text, schema)
+    value, repaired, reason, detail = parse_json_repaired(completion.text, schema)
     completion.parsed, completion.error, completion.error_detail = value, reason, detail
+    completion.repaired = repaired and reason is None
     return completion
 
 
@@ -182,4 +261,6 @@ class StructuredGenerator:
             for c in completions:
                 if c.error in (INVALID_JSON, SCHEMA_VIOLATION):
                     backend.usage.rejections[c.error] += 1
+                elif c.repaired:
+                    backend.usage.json_repaired += 1
         return results

@@ -32,7 +32,10 @@ def test_extract_json_finds_the_value(text, value):
     "text, reason",
     [
         ("The sea is wide and blue.", "invalid_json"),
-        ('{"name": "Ann", "age": ', "invalid_json"),  # cut off by max_tokens
+        ('{"name": "Ann", "age": ', "schema_violation"),  # cut off by max_tokens: mended to {"name": "Ann"}
+        ('{"name": "Ann Lee, the pa', "invalid_json"),  # cut in its first value: nothing finished, re-ask
+        ('{"name": "Ann", "age": 3', "schema_violation"),  # 3 or 30? the cut number goes: re-ask
+        ("The sea is {wide} and [blue].", "invalid_json"),
         ('{"name": "Ann", "age": "three"}', "schema_violation"),
         ('{"name": "Ann"}', "schema_violation"),
         ('{"name": "Ann", "age": true}', "schema_violation"),
@@ -41,6 +44,58 @@ def test_extract_json_finds_the_value(text, value):
 def test_parse_json_names_the_reason(text, reason):
     value, why, detail = parse_json(text, PERSON)
     assert value is None and why == reason and detail
+
+
+# What small models write instead of JSON, and what was meant; strict parsing gets none of them past the schema.
+POINTS = {"type": "object", "required": ["key_points"], "properties": {"key_points": {"type": "array", "items": {
+    "type": "object", "required": ["point", "quote"]}}}}
+CITES = {"type": "object", "required": ["cites"], "properties": {"cites": {"type": "array"}}}
+ALMOST_JSON = [
+    ('{"name": "Ann", "age": 3,}', PERSON, {"name": "Ann", "age": 3}),                   # trailing comma
+    ("{'name': 'Ann', 'age': 3}", PERSON, {"name": "Ann", "age": 3}),                    # Python quotes
+    ('{name: "Ann", age: 3}', PERSON, {"name": "Ann", "age": 3}),                        # unquoted keys
+    ('{"name": "Ann", "age": 3, "x": None}', PERSON, {"name": "Ann", "age": 3, "x": None}),  # Python literal
+    ('{"age": 3, "name": "Ann"', PERSON, {"age": 3, "name": "Ann"}),                     # closing brace cut off
+    ('{"name": "Ann", // the person\n "age": 3}', PERSON, {"name": "Ann", "age": 3}),  # a comment
+    ('{"name": "Ann" "age": 3}', PERSON, {"name": "Ann", "age": 3}),                     # missing comma
+    ('{"key_points": [{"point": "a", "quote": "A."}, {"point": "b", "quote": "B is', POINTS,
+     {"key_points": [{"point": "a", "quote": "A."}]}),         # cut mid key point: it goes, the finished one stays
+    ('{"cites": ["C1", "C2", "C', CITES, {"cites": ["C1", "C2"]}),                      # cut mid item
+    ('{"cites": ["C1", "C2"], "text": "one, two,', CITES, {"cites": ["C1", "C2"]}),     # a comma inside the cut
+]
+
+
+@pytest.mark.parametrize("text, schema, value", ALMOST_JSON)
+def test_almost_json_is_mended_to_what_was_meant(text, schema, value):
+    from pipeline.llm.structured import parse_json_repaired
+
+    assert parse_json_repaired(text, schema, repair=False)[2] is not None  # lost before
+    assert parse_json_repaired(text, schema) == (value, True, None, None)
+
+
+def test_real_cut_off_replies_recovered_old_vs_new():
+    """103 replies of the embedded 135M teacher to report-task schemas that strict parsing rejects (all cut by
+    max_tokens; from the demo's response cache). json-repair recovers those that finished an entry before the cut
+    and pass the schema; a reply that never finished its first entry is still rejected (re-asked), not emptied."""
+    import json
+    from collections import Counter
+    from pathlib import Path
+
+    from pipeline.llm.structured import parse_json_repaired
+    from pipeline.synthesis.report_tasks.prompts import KEY_POINTS_SCHEMA, REPORT_SCHEMA, SUMMARY_SCHEMA
+
+    schemas = {"key_points": KEY_POINTS_SCHEMA, "report": REPORT_SCHEMA, "summary": SUMMARY_SCHEMA}
+    rows = [json.loads(line) for line in (Path(__file__).parent / "data" / "broken_json_replies.jsonl").open()]
+    strict, mended = Counter(), Counter()
+    for row in rows:
+        strict[parse_json_repaired(row["text"], schemas[row["schema"]], repair=False)[2] or "recovered"] += 1
+        value, reason, _ = parse_json(row["text"], schemas[row["schema"]])
+        mended["recovered" if reason is None else reason] += 1
+        if reason is None:  # every list in a recovered value is non-empty: nothing was emptied to pass
+            assert all(v for v in value.values())
+    assert len(rows) == 103 and strict["recovered"] == 0
+    assert mended["recovered"] == 10, mended  # 9 summaries, 1 key-point list
+    assert mended["invalid_json"] + mended["schema_violation"] == 93
 
 
 def test_parse_json_accepts_a_valid_object():
