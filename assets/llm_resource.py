@@ -55,8 +55,8 @@ class LLMResource(dg.ConfigurableResource):
     seed: Optional[int] = None
     stop: list[str] = Field(default_factory=list)
     max_json_retries: int = 2
-    cache: bool = Field(default=True, description="persistent response cache in <data dir>/cache")
-    data_dir: str = Field(default="", description="websim data dir; empty: $WEBSIM_HOME or <repo>/.websim")
+    cache: bool = Field(default=True, description="persistent response cache in `<data dir>/cache`")
+    data_dir: str = Field(default="", description="websim data dir; empty: `$WEBSIM_HOME` or `<repo>/.websim`")
 
     _backend: Optional[Backend] = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)

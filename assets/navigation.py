@@ -23,7 +23,7 @@ class NavigationTasksConfig(dg.Config):
     max_shortest: int = 6
     max_candidates: int = 4000
     output_dir: str = ""
-    """Empty: <data dir>/datasets/navigation_tasks."""
+    """Empty: `<data dir>/datasets/navigation_tasks`."""
 
 
 def source_db(simulator: SimulatorResource, store: StoreResource) -> tuple[Path, str]:

@@ -122,7 +122,7 @@ def candidate_questions(context: dg.AssetExecutionContext, config: CandidateQues
 
 @dg.asset(deps=[candidate_questions], group_name="synthesis", kinds={"parquet"},
           description="Verified hard questions with unique gold answers (form gate, unique on the graph, evidence "
-                      "served, hard for one search, not closed-book), exported to <data dir>/datasets/hard_queries.")
+                      "served, hard for one search, not closed-book), exported to `<data dir>/datasets/hard_queries`.")
 def hard_queries(context: dg.AssetExecutionContext, config: HardQueriesConfig, simulator: SimulatorResource,
                  llm: LLMResource, paths: PathsResource) -> dg.MaterializeResult:
     cands_path = _upstream(context, candidate_questions, "candidates")

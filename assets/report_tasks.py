@@ -42,7 +42,7 @@ class ReportTasksConfig(dg.Config):
     tokenizer: str = ""
     """Tokenizer (model folder, name or .gguf file) that measures chunk budgets; empty: the embedded model's."""
     output_dir: str = ""
-    """Empty: <data dir>/datasets/report_tasks/<snapshot id>."""
+    """Empty: `<data dir>/datasets/report_tasks/<snapshot id>`."""
 
 
 def _source_db(simulator: SimulatorResource) -> tuple[Path, str]:

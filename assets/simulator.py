@@ -63,7 +63,7 @@ class SnapshotConfig(dg.Config):
     group_name="simulator",
     kinds={"duckdb", "tantivy"},
     description="An immutable, read-only snapshot of the store (pages with text, aliases, link graph, traffic, "
-                "search index) in <data dir>/snapshots/<id>/; the simulator serves it while ingest goes on.",
+                "search index) in `<data dir>/snapshots/<id>/`; the simulator serves it while ingest goes on.",
 )
 def snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, store: StoreResource,
              simulator: SimulatorResource) -> dg.MaterializeResult:
