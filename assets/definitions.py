@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from assets import (checks, evaluation, executors, ingest, jobs, navigation, questions, report_tasks, schedules,
-                    sensors, simulator, training)
+from assets import (checks, evaluation, executors, exports, ingest, jobs, navigation, questions, report_tasks,
+                    schedules, sensors, simulator, training)
 from assets.llm_resource import LLMResource
 from assets.resources import InputsResource, PathsResource, StoreResource
 
@@ -11,7 +11,7 @@ defs = dg.Definitions(
     assets=[ingest.warc_pages, ingest.clickstream, ingest.pages, ingest.link_graph, simulator.snapshot,
             report_tasks.report_tasks, navigation.navigation_tasks, questions.evidence_chains,
             questions.candidate_questions, questions.hard_queries, training.sft_traces, training.sft_model,
-            training.grpo_model, evaluation.evaluation],
+            training.grpo_model, evaluation.evaluation, exports.trainer_exports],
     asset_checks=[checks.pages_contracts, checks.link_graph_contracts, simulator.snapshot_title_search,
                   questions.evidence_chains_contracts, questions.hard_queries_contracts],
     jobs=[jobs.warc_ingest_job, jobs.clickstream_ingest_job, jobs.store_build_job, jobs.synthesis_job,
