@@ -196,3 +196,29 @@ def ingest_corpus(path: str | Path, store: Any, partition: str | None = None, *,
         report.seconds = time.perf_counter() - started
         w.stats = {**report.counts, "seconds": report.seconds}
     return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipeline.ingest.corpus FILE... [--store PATH]`: ingest corpus files, one partition each."""
+    import argparse
+
+    from pipeline import config
+    from pipeline.ingest.store import Store
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.ingest.corpus",
+                                     description="Ingest Search-R1/FlashRAG JSONL or Parquet corpora into the store.")
+    parser.add_argument("files", nargs="+", help=f"corpus files ({', '.join(SUFFIXES)})")
+    parser.add_argument("--store", default="", help="the store (default: $WEBSIM_STORE or $WEBSIM_HOME/store.duckdb)")
+    parser.add_argument("--host", default=None, help="host of generated URLs (default: <corpus>.corpus.invalid)")
+    args = parser.parse_args(argv)
+    store = Store(args.store or config.store_path())
+    for path in args.files:
+        report = ingest_corpus(path, store, host=args.host)
+        print(f"{report.partition}: {report.kept} documents kept, rejected {dict(sorted(report.rejected.items()))} "
+              f"({report.seconds:.1f} s)")
+    print("then rebuild pages and the snapshot: dagster asset materialize -m assets --select pages,link_graph,snapshot")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

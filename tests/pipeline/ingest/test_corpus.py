@@ -101,3 +101,13 @@ def test_both_corpora_are_ingested_and_served_as_a_snapshot(tmp_path):
     assert sim.search("hexagonal prisms lava", k=1).results[0].url == "https://web-docs.corpus.invalid/doc/d2"
     doc = search_r1_documents(sim.search("cloves nutmeg archipelago", k=1), False)[0]
     assert doc["contents"].startswith('"Zanzibar"\n')
+
+
+def test_the_cli_ingests_each_file_as_a_partition(tmp_path, capsys):
+    from pipeline.ingest.corpus import main
+    from pipeline.ingest.store import Store
+
+    write_parquet(tmp_path / "web-docs.parquet")
+    assert main([str(tmp_path / "web-docs.parquet"), "--store", str(tmp_path / "s.duckdb")]) == 0
+    assert "web-docs.parquet: 2 documents kept, rejected {'corpus_bad_url': 1}" in capsys.readouterr().out
+    assert Store(tmp_path / "s.duckdb").partitions("warc") == ["web-docs.parquet"]
