@@ -10,7 +10,8 @@ keeps the question's websim id, gold answers and evidence URLs so that a reward 
   `hotpotqa` (Search-R1: the `<search>` prompt, one user turn) and `searchR1_hotpotqa` (veRL: system + user turn for
   its tool-calling search agent, `extra_info.tools_kwargs` for its search tool).
 - `verifiers_rows(questions)`: verifiers' dataset columns: `prompt` (system + user messages), `question`, `answer`,
-  `info` (everything else a rubric may read), `task`.
+  `info` (everything else a rubric may read), `task`, and `id`: what the classic `Environment(dataset=...)` reads
+  (`prompt` or `question`, `answer`, `info`, `task`) and the fields of verifiers 0.4's `TaskData` (`id`, `prompt`).
 
 `write_split_parquet(rows_by_split, out_dir)` writes `<split>.parquet` per split; the eval split is named `test`,
 as both trainers' scripts expect.
@@ -107,11 +108,12 @@ def verl_rows(questions: Iterable[Mapping[str, Any]], *, flavor: str = "verl", d
 
 def verifiers_rows(questions: Iterable[Mapping[str, Any]], *, system_prompt: str = VERIFIERS_SYSTEM,
                    task: str = "websim-search") -> list[dict[str, Any]]:
-    """Rows for a verifiers environment: `prompt` messages, `question`, `answer`, `info`, `task`."""
+    """Rows for a verifiers environment: `id`, `prompt` messages, `question`, `answer`, `info`, `task`."""
     rows = []
     for q in questions:
         question = _question(q)
-        rows.append({"prompt": [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}],
+        rows.append({"id": str(q["id"]),
+                     "prompt": [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}],
                      "question": question, "answer": str(q["answer"]), "task": task,
                      "info": {"aliases": [str(a) for a in q.get("aliases") or []], **_websim_info(q)}})
     return rows

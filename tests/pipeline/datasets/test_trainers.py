@@ -46,9 +46,9 @@ def test_verifiers_rows_load_as_a_dataset_with_prompt_question_answer_info(tmp_p
     rows = verifiers_rows(small_questions())
     paths = write_split_parquet(by_split(rows, lambda r: trainer_split(r["info"]["websim_split"])), tmp_path)
     ds = datasets.load_dataset("parquet", data_files=paths)["train"]
-    assert {"prompt", "question", "answer", "info", "task"} <= set(ds.column_names)
+    assert {"id", "prompt", "question", "answer", "info", "task"} <= set(ds.column_names)
     assert ds[0]["prompt"][1] == {"role": "user", "content": ds[0]["question"]}
-    assert ds[0]["answer"] == "watches" and ds[0]["info"]["answer_url"] == WIKI + "Quartz"
+    assert ds[0]["answer"] == "watches" and ds[0]["info"]["answer_url"] == WIKI + "Quartz" and ds[0]["id"] == "basalt"
 
 
 def test_evidence_urls_are_the_chain_then_the_evidence_each_once():
