@@ -485,6 +485,16 @@ def hf_table(table: pa.Table) -> pa.Table:
     return table.cast(HF_TRACE_SCHEMA)
 
 
+def export_traces(rows: Sequence[dict], out_dir: str | Path, *, card: str, provenance: Mapping[str, Any]
+                  ) -> dict[str, Any]:
+    """Trace rows written with `export_dataset`: Parquet and JSONL in the OpenAI shape, `hf/` in the chat-template
+    shape (`hf_table`), JSONL rows without null keys (`jsonl_row`)."""
+    from pipeline.datasets.export import export_dataset
+
+    return export_dataset(trace_table(rows), out_dir, card=card, provenance=dict(provenance), hf=hf_table,
+                          jsonl=jsonl_row)
+
+
 def jsonl_row(row: dict) -> dict:
     """A `trace_table` row for the JSONL copy: messages without null keys (a chat API takes them as they are)."""
     return {**row, "messages": chat_messages(row["messages"], arguments="string")}
@@ -574,9 +584,7 @@ def make_sft_traces(questions: Sequence[Mapping[str, Any]], snapshot: str | Path
                     provenance: Mapping[str, Any] | None = None,
                     navigation_tasks: Sequence[Mapping[str, Any]] = ()) -> TracesRun:
     """Demonstrations and (with a `teacher` backend) teacher rollouts for train `questions` on `snapshot`, written
-    with `export_dataset` to `out_dir` (card, provenance), then checked against TRACE_CHECKS."""
-    from pipeline.datasets.export import export_dataset
-
+    with `export_traces` to `out_dir` (card, provenance), then checked against TRACE_CHECKS."""
     log = log or (lambda msg: None)
     assert_train_only(questions)
     traces, rejections, teacher_summary = [], {}, {}
@@ -615,8 +623,7 @@ def make_sft_traces(questions: Sequence[Mapping[str, Any]], snapshot: str | Path
         "teacher": {"enabled": config.teacher and teacher is not None, "questions": config.teacher_questions,
                     "tries": tc.tries, "seed": tc.seed, "temperature": tc.temperature, "min_f1": tc.min_f1},
         **stats}
-    export = export_dataset(trace_table(rows), out_dir, card=traces_card(rows, stats, full_provenance),
-                            provenance=full_provenance, hf=hf_table, jsonl=jsonl_row)
+    export = export_traces(rows, out_dir, card=traces_card(rows, stats, full_provenance), provenance=full_provenance)
     demos = [r for r in rows if r["source"] in DEMONSTRATION_SOURCES]
     replay = demos[: config.replay_sample] if config.replay_sample else demos
     checks = check_traces(rows, traces, SearchEnv(snapshot, session="sft-replay", **config.env), replay)

@@ -160,13 +160,11 @@ def test_teacher_rollouts_are_rejection_sampled(make_env):
 
 @pytest.fixture()
 def exported(make_env, tmp_path):
-    from pipeline.datasets.export import export_dataset
-    from training.traces import hf_table, jsonl_row
+    from training.traces import export_traces
 
     traces, _ = demonstrations(train_questions(), make_env)
     rows = trace_rows(traces, snapshot_id="snap-1")
-    out = export_dataset(trace_table(rows), tmp_path / "sft_traces", card="card", provenance={"x": 1}, hf=hf_table,
-                         jsonl=jsonl_row)
+    out = export_traces(rows, tmp_path / "sft_traces", card="card", provenance={"x": 1})
     return traces, rows, out
 
 
@@ -260,3 +258,25 @@ def test_the_dataset_keeps_every_message_exactly(exported, make_env):
     assert clean(first["messages"])[3] == {"role": "tool", "tool_call_id": "call_0", "name": "search",
                                            "content": traces[0]["messages"][3]["content"]}
     assert trace_problems(first["messages"]) == [] and replay_mismatches(first["messages"], make_env()) == []
+
+
+def test_the_hf_copy_renders_in_the_chat_template_with_arguments_as_objects(exported):
+    import datasets
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from pipeline.llm.model_setup import TOOL_CHAT_TEMPLATE
+
+    _, _, out = exported
+    row = datasets.load_from_disk(out["hf"])["train"][0]
+
+    def render(messages, tools):
+        rendered = render_jinja_template([messages], tools=tools, chat_template=TOOL_CHAT_TEMPLATE)[0]
+        return rendered[0] if isinstance(rendered, list) else rendered
+
+    text = render(row["messages"], row["tools"])
+    assert '{"name": "search", "arguments": {"query": "Aardvark"}}' in text
+    assert '"url": null' not in text  # no other tool's keys
+    # the Parquet copy holds the OpenAI wire format; chat_messages gives a template the same chat
+    stored = datasets.load_dataset("parquet", data_files=out["parquet"]["train"])["train"][0]
+    assert '"arguments": "{' in render(stored["messages"], json.loads(stored["tools"]))
+    assert render(chat_messages(stored["messages"]), json.loads(stored["tools"])) == text
