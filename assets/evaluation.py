@@ -1,4 +1,5 @@
-"""Evaluation assets: `evaluation` (base vs SFT vs GRPO on the eval split, with a no-leakage check first)."""
+"""Evaluation assets: `evaluation` (every training stage, base -> sft -> grpo -> report_sft -> report_grpo, on the same
+held-out questions, navigation tasks and report tasks, with a no-leakage check first)."""
 
 import time
 from pathlib import Path
@@ -10,20 +11,25 @@ from assets.llm_resource import LLMResource
 from assets.resources import PathsResource
 from assets.simulator import SimulatorResource
 from assets.training import grpo_model, sft_model
+from assets.training_report import report_grpo_model, report_sft_model
 
-EVAL_NEVER_TRAINED_ON = "No evaluation question or report task was trained on: none of their ids, and no question's " \
-                        "normalised text, is in the SFT traces or the GRPO run's training data; all are eval-split."
+EVAL_NEVER_TRAINED_ON = "No evaluation question, navigation task or report task was trained on: none of their ids, and " \
+                        "no question's normalised text, is in any stage's SFT traces or GRPO training data; all are " \
+                        "eval-split."
+STAGES = (("sft", sft_model), ("grpo", grpo_model), ("report_sft", report_sft_model),
+          ("report_grpo", report_grpo_model))
+"""The trained stages in training order (`base` is the first SFT run's starting model)."""
 
 
 class EvaluationConfig(dg.Config):
     questions_dir: str = ""
     """hard_queries folder (eval split); empty: <data dir>/datasets/hard_queries."""
-    eval_questions: int = 8
+    eval_questions: int = 100
     """Eval questions used (0: all)."""
     report_tasks_dir: str = ""
     """report_tasks folder (eval split); empty: the latest `report_tasks` materialization's, if any."""
-    eval_report_tasks: int = 2
-    """Eval report tasks each model writes (0: none)."""
+    eval_report_tasks: int = 30
+    """Eval report tasks each model writes (0: all; -1: none)."""
     navigation_dir: str = ""
     """navigation_tasks folder (eval split); empty: the latest `navigation_tasks` materialization's, if any."""
     eval_navigation_tasks: int = 100
@@ -35,6 +41,10 @@ class EvaluationConfig(dg.Config):
     """Empty: the latest `sft_model` materialization's model folder."""
     grpo_model_dir: str = ""
     """Empty: the latest `grpo_model` materialization's model folder."""
+    report_sft_model_dir: str = ""
+    """Empty: the latest `report_sft_model` materialization's model folder (none, or skipped: left out)."""
+    report_grpo_model_dir: str = ""
+    """Empty: the latest `report_grpo_model` materialization's model folder (none, or skipped: left out)."""
     max_turns: int = 6
     max_tokens: int = 96
     report_max_tokens: int = 256
@@ -45,14 +55,16 @@ class EvaluationConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[sft_model, grpo_model],
+    deps=[sft_model, grpo_model, report_sft_model, report_grpo_model],
     group_name="training",
     kinds={"json"},
     check_specs=[dg.AssetCheckSpec("eval_never_trained_on", asset="evaluation", blocking=True,
                                    description=EVAL_NEVER_TRAINED_ON)],
-    description="Base vs SFT vs GRPO on the eval split through the agent loop in the simulated web: accuracy, F1, "
-                "tool calls per question, format validity, report-task scores; a table and plots here, the full "
-                "results (every trajectory's answer and grades) in a JSON file.",
+    description="Every training stage (base, sft, grpo, report_sft, report_grpo; a skipped or never-trained report "
+                "stage is left out) on the same eval split through the agent loop in the simulated web: accuracy, "
+                "F1, tool calls, format validity, navigation success and efficiency, report-task scores, each with "
+                "its count and 95% interval; a table and a plot per metric across stages here, every trajectory's "
+                "answer and grades in a JSON file.",
 )
 def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simulator: SimulatorResource,
                llm: LLMResource, paths: PathsResource):
@@ -60,23 +72,25 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simu
                                    sft_run_of, write_results)
     from training.traces import read_questions
 
-    sft_dir = model_dir(context.instance, config.sft_model_dir, sft_model.key, "SFT", "sft_model_dir")
-    grpo_dir = model_dir(context.instance, config.grpo_model_dir, grpo_model.key, "GRPO", "grpo_model_dir")
-    sft_run, provenance = sft_run_of(sft_dir)
+    stages = trained_stages(context, config)
+    sft_run, provenance = sft_run_of(stages["sft"])
     qdir = paths.dataset_dir("hard_queries", config.questions_dir)
     questions = read_questions(qdir, "eval")[: config.eval_questions or None]
     if not questions:
         raise dg.Failure(f"no eval questions in {qdir}")
     reports, navigation = report_eval_rows(context.instance, config), navigation_eval_rows(context.instance, config)
-    leak = check_never_trained_on(list(questions) + navigation, reports, sft_run, grpo_dir, qdir)
+    sft_runs = [sft_run_of(stages[s])[0] for s in ("sft", "report_sft") if s in stages]
+    grpo_dirs = [stages[s] for s in ("grpo", "report_grpo") if s in stages]
+    leak = check_never_trained_on(list(questions) + navigation, reports, sft_runs, grpo_dirs, qdir)
     yield dg.AssetCheckResult(check_name="eval_never_trained_on", metadata=json_metadata(leak),
                               passed=leak["passed"] and bool(leak["sources"]["grpo_train_ids"]))
     if not leak["passed"]:
         raise dg.Failure(f"eval questions were trained on: {leak['overlap_by_id'] or leak['overlap_by_text']}")
     snap = snapshot_of(simulator, provenance.get("snapshot_id", "") or (questions[0].get("snapshot_id") or ""))
-    models = {"base": config.base_model or sft_run.get("base_model") or "embedded", "sft": str(sft_dir),
-              "grpo": str(grpo_dir)}
-    context.log.info(f"evaluating {models} on {len(questions)} eval questions and {len(reports)} report tasks")
+    models = {"base": config.base_model or sft_run.get("base_model") or "embedded",
+              **{name: str(path) for name, path in stages.items()}}
+    context.log.info(f"evaluating {list(models)} on {len(questions)} eval questions, {len(navigation)} navigation "
+                     f"tasks and {len(reports)} report tasks ({config.backend})")
     results = evaluate(models, questions, str(snap.path), EvalConfig(
         max_turns=config.max_turns, max_tokens=config.max_tokens, report_max_tokens=config.report_max_tokens,
         backend=config.backend, num_threads=config.num_threads, env=provenance.get("env", {}),
@@ -89,9 +103,31 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simu
     context.log.info("\n" + results_table_md(results))
     yield dg.MaterializeResult(metadata={
         "results": dg.MetadataValue.path(str(path)), "table": dg.MetadataValue.md(results_table_md(results)),
-        "plots": dg.MetadataValue.md(md_image(png.read_bytes(), "base vs SFT vs GRPO")),
+        "plots": dg.MetadataValue.md(md_image(png.read_bytes(), "every metric per stage")),
         "plots_png": dg.MetadataValue.path(str(png)), "questions": len(questions), "report_tasks": len(reports),
-        "snapshot_id": snap.id, "models": dg.MetadataValue.json(models), **model_figures(results)})
+        "navigation_tasks": len(navigation), "snapshot_id": snap.id, "models": dg.MetadataValue.json(models),
+        **model_figures(results)})
+
+
+def trained_stages(context: dg.AssetExecutionContext, config: EvaluationConfig) -> dict[str, Path]:
+    """Stage name -> model folder: sft and grpo must exist; a report stage that was never materialized, or was
+    skipped (its metadata says so), is left out and logged."""
+    found: dict[str, Path] = {}
+    for name, asset in STAGES:
+        configured = getattr(config, f"{name}_model_dir")
+        if name in ("sft", "grpo"):
+            found[name] = model_dir(context.instance, configured, asset.key, name.upper(), f"{name}_model_dir")
+            continue
+        event = context.instance.get_latest_materialization_event(asset.key)
+        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        skipped = bool(getattr(metadata.get("skipped"), "value", False))
+        path = Path(configured) if configured else (
+            Path(metadata["model_dir"].value) if "model_dir" in metadata and not skipped else None)
+        if path is None or not path.is_dir():
+            context.log.info(f"stage {name}: {'skipped' if skipped else 'no model'}; left out of the evaluation")
+            continue
+        found[name] = path
+    return found
 
 
 def report_eval_rows(instance: dg.DagsterInstance, config: EvaluationConfig) -> list[dict]:
@@ -100,7 +136,9 @@ def report_eval_rows(instance: dg.DagsterInstance, config: EvaluationConfig) -> 
 
     folder = Path(config.report_tasks_dir) if config.report_tasks_dir else latest_path(
         instance, dg.AssetKey("report_tasks"), "path")
-    return read_report_tasks(folder, "eval")[: config.eval_report_tasks] if folder and config.eval_report_tasks else []
+    if folder is None or config.eval_report_tasks < 0:
+        return []
+    return read_report_tasks(folder, "eval")[: config.eval_report_tasks or None]
 
 
 def navigation_eval_rows(instance: dg.DagsterInstance, config: EvaluationConfig) -> list[dict]:
@@ -118,11 +156,11 @@ def model_figures(results: dict) -> dict:
     """Per model: accuracy, F1, tool calls per question, format validity (and report score) as flat metadata."""
     out = {}
     for name, m in results["models"].items():
-        out.update({f"{name}_{key}": m[key] for key in ("accuracy", "f1", "tool_calls_per_question",
-                                                       "format_validity")})
+        out.update({f"{name}_{key}": float(m[key]) for key in ("accuracy", "f1", "tool_calls_per_question",
+                                                              "format_validity")})
         if m.get("report"):
-            out[f"{name}_report_score"] = m["report"].get("mean_score") or 0.0
+            out[f"{name}_report_score"] = float(m["report"].get("mean_score") or 0.0)
         if m.get("navigation"):
-            out[f"{name}_navigation_success"] = m["navigation"]["success_rate"]
-            out[f"{name}_navigation_efficiency"] = m["navigation"]["efficiency_vs_shortest"] or 0.0
-    return out
+            out[f"{name}_navigation_success"] = float(m["navigation"]["success_rate"])
+            out[f"{name}_navigation_efficiency"] = float(m["navigation"]["efficiency_vs_shortest"] or 0.0)
+    return {k: dg.MetadataValue.float(v) for k, v in out.items()}

@@ -252,6 +252,8 @@ class _GRPOModelInputs(dg.Config):
     """hard_queries folder (train split); empty: <data dir>/datasets/hard_queries."""
     report_tasks_dir: str = ""
     """report_tasks folder; empty: the latest `report_tasks` materialization's, if any."""
+    navigation_tasks_dir: str = ""
+    """navigation_tasks folder; empty: the latest `navigation_tasks` materialization's, if any."""
     run_name: str = ""
     """Folder under <data dir>/models/grpo; empty: a hash of the settings and the data, so a crash resumes."""
     sanity_sample: int = 32
@@ -265,51 +267,64 @@ GRPOModelConfig = run_config_class(
 
 
 def grpo_run(config, start: Path, qdir: Path, reports: Path | None, snap, llm: LLMResource,
-             env: dict, runs: Path) -> GRPORunConfig:
+             env: dict, runs: Path, navigation: Path | None = None, prefix: str = "grpo") -> GRPORunConfig:
     """The GRPO run of a `grpo_model` config: its settings and rewards, in a folder named by them and the data."""
     from training.grpo import grpo_run_dir
 
     rewards = {f.name: getattr(config, _reward_field(f.name)) for f in dataclasses.fields(RewardConfig)}
     settings = {f.name: getattr(config, f.name) for f in GRPORunConfig.setting_fields()}
-    out = grpo_run_dir(runs, settings, rewards, start, qdir, reports, snap.id, config.run_name)
+    out = grpo_run_dir(runs, settings, rewards, start, qdir, reports, snap.id, config.run_name,
+                       navigation_tasks=navigation, prefix=prefix)
     return GRPORunConfig(questions=str(qdir), snapshot=str(snap.path), output_dir=str(out), model=str(start),
-                         data_dir=llm.data_dir or "", report_tasks=str(reports or ""), rewards=rewards,
+                         data_dir=llm.data_dir or "", report_tasks=str(reports or ""),
+                         navigation_tasks=str(navigation or ""), rewards=rewards,
                          judge_backend=llm.backend, judge_model=llm.model or "embedded", judge_base_url=llm.base_url,
                          env=env, num_threads=config.num_threads, retrain=config.retrain, **settings)
 
 
-@dg.asset(
-    deps=[sft_model],
-    group_name="training",
-    kinds={"pytorch"},
-    check_specs=[dg.AssetCheckSpec("reward_sanity", asset="grpo_model", blocking=True, description=REWARD_SANITY)],
-    description="The search agent after GRPO in the simulated web (TRL GRPOTrainer, environment_factory=SearchEnv, "
-                "verifier rewards), starting from the SFT model, on train-split questions (plus report tasks by "
-                "config). Run out of process through Dagster Pipes; resumes from its last checkpoint. Value: the "
-                "model folder. Metadata: reward, accuracy, tool-call frequency and KL curves.",
-)
-def grpo_model(context: dg.AssetExecutionContext, config: GRPOModelConfig, simulator: SimulatorResource,
-               llm: LLMResource, paths: PathsResource):
+def task_folder(instance: dg.DagsterInstance, configured: str, asset: str, wanted: bool) -> Path | None:
+    """A task dataset folder: the configured one, else the latest `asset` materialization's when `wanted`."""
+    if configured:
+        return Path(configured)
+    return latest_path(instance, dg.AssetKey(asset), "path") if wanted else None
+
+
+def train_grpo(context: dg.AssetExecutionContext, config, start: Path, simulator: SimulatorResource,
+               llm: LLMResource, paths: PathsResource, runs: str, check_asset: str):
+    """The body of a GRPO asset (`grpo_model`, `report_grpo_model`): the reward sanity check first (search
+    rewards, and report rewards when report tasks are mixed in), then the run through Pipes; yields the check
+    and the model folder with its curves."""
     from training.evaluate import sft_run_of
     from training.grpo import last_rollout
     from training.rewards import reward_sanity
+    from training.rewards_report import report_reward_sanity
     from training.traces import read_questions
 
-    start = model_dir(context.instance, config.sft_model_dir, sft_model.key, "SFT", "sft_model_dir")
     sft, provenance = sft_run_of(start)
     qdir = paths.dataset_dir("hard_queries", config.questions_dir)
+    reports = task_folder(context.instance, config.report_tasks_dir, "report_tasks", bool(config.report_fraction))
+    navigation = task_folder(context.instance, config.navigation_tasks_dir, "navigation_tasks",
+                             bool(config.navigation_fraction))
     rewards = RewardConfig(**{f.name: getattr(config, _reward_field(f.name)) for f in dataclasses.fields(RewardConfig)})
     sanity = reward_sanity(read_questions(qdir, "train"), rewards, sample=config.sanity_sample, seed=config.seed)
-    yield dg.AssetCheckResult(check_name="reward_sanity", passed=sanity["passed"], metadata=json_metadata(sanity))
+    if reports is not None and config.report_fraction:
+        from pipeline.datasets.io import read_split
+
+        sanity["report"] = report_reward_sanity(read_split(reports, "train"), sample=config.sanity_sample,
+                                                seed=config.seed)
+        sanity["passed"] = sanity["passed"] and sanity["report"]["passed"]
+    yield dg.AssetCheckResult(check_name="reward_sanity", asset_key=dg.AssetKey(check_asset),
+                              passed=sanity["passed"], metadata=json_metadata(sanity))
     if not sanity["passed"]:
-        raise dg.Failure(f"reward sanity failed (gold {sanity['mean_gold']}, random {sanity['mean_random']}): "
+        raise dg.Failure(f"reward sanity failed (gold {sanity['mean_gold']}, random {sanity['mean_random']}"
+                         f"{', report: ' + str(sanity['report']['mean_total']) if 'report' in sanity else ''}): "
                          "not training on a reward that cannot tell right from wrong")
-    reports = Path(config.report_tasks_dir) if config.report_tasks_dir else (
-        latest_path(context.instance, dg.AssetKey("report_tasks"), "path") if config.report_fraction else None)
     snap = snapshot_of(simulator, provenance.get("snapshot_id", ""))
-    run = grpo_run(config, start, qdir, reports, snap, llm, provenance.get("env", {}), paths.models_dir("grpo"))
+    run = grpo_run(config, start, qdir, reports, snap, llm, provenance.get("env", {}), paths.models_dir(runs),
+                   navigation, prefix=runs.replace("_", "-"))
     out = Path(run.output_dir)
-    context.log.info(f"GRPO from {start} on {qdir} (snapshot {snap.id}) into {out}")
+    context.log.info(f"GRPO from {start} on {qdir} (snapshot {snap.id}; report tasks {reports}, navigation tasks "
+                     f"{navigation}) into {out}")
     metrics = run_trainer(context, "training.grpo", run, out)
     metadata = {
         "model_dir": dg.MetadataValue.path(str(out / "model")), "run_dir": dg.MetadataValue.path(str(out)),
@@ -329,3 +344,19 @@ def grpo_model(context: dg.AssetExecutionContext, config: GRPOModelConfig, simul
             + sample_md(sample["completion"] if isinstance(sample["completion"], list) else
                         [{"role": "assistant", "content": sample["completion"]}]))
     yield dg.Output(str(out / "model"), metadata=metadata)
+
+
+@dg.asset(
+    deps=[sft_model],
+    group_name="training",
+    kinds={"pytorch"},
+    check_specs=[dg.AssetCheckSpec("reward_sanity", asset="grpo_model", blocking=True, description=REWARD_SANITY)],
+    description="The search agent after GRPO in the simulated web (TRL GRPOTrainer, environment_factory=SearchEnv, "
+                "verifier rewards), starting from the SFT model, on train-split questions (plus navigation and "
+                "report tasks by config). Run out of process through Dagster Pipes; resumes from its last "
+                "checkpoint. Value: the model folder. Metadata: reward, accuracy, tool-call frequency and KL curves.",
+)
+def grpo_model(context: dg.AssetExecutionContext, config: GRPOModelConfig, simulator: SimulatorResource,
+               llm: LLMResource, paths: PathsResource):
+    start = model_dir(context.instance, config.sft_model_dir, sft_model.key, "SFT", "sft_model_dir")
+    yield from train_grpo(context, config, start, simulator, llm, paths, "grpo", "grpo_model")

@@ -308,3 +308,45 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.stdout.read().decode(errors="replace")
+
+
+# ---- report tasks (the second training round) ---------------------------------------------------------------------
+
+def report_task_rows() -> list[dict]:
+    """Three report tasks in the `report_tasks` row shape: a synthesise task with a teacher reference that passes
+    its verifiers, a reorder task whose reference is the gold, and an eval-split reorder task."""
+    nile, dam = "https://en.wikipedia.org/wiki/Nile", "https://en.wikipedia.org/wiki/Aswan_Dam"
+
+    def chunk(cid, url, position, text):
+        return {"chunk_id": cid, "source_chunk_id": f"{url}#{position}", "url": url, "title": url.rsplit("/", 1)[1],
+                "position": position, "char_start": 0, "char_end": len(text), "section": "", "text": text,
+                "n_tokens": len(text.split()), "is_distractor": False}
+
+    chunks = [chunk("C1", nile, 1, "The Nile flows north for about 6,650 kilometres and drains into the "
+                                   "Mediterranean Sea."),
+              chunk("C2", dam, 0, "The Aswan High Dam was completed in 1970 across the Nile in southern Egypt.")]
+    key_points = [{"chunk_id": "C1", "point": "The Nile flows north about 6,650 km into the Mediterranean.",
+                   "quote": "flows north for about 6,650 kilometres", "source": "model:x"},
+                  {"chunk_id": "C2", "point": "The Aswan High Dam on the Nile was completed in 1970.",
+                   "quote": "The Aswan High Dam was completed in 1970", "source": "model:x"}]
+    outline = [{"url": nile, "title": "Nile", "sections": [{"heading": "Course", "chunk_ids": ["C1"]}]},
+               {"url": dam, "title": "Aswan Dam", "sections": [{"heading": "Dam", "chunk_ids": ["C2"]}]}]
+    reference = ("# The Nile and its dam\n\n## Course\nThe Nile flows north for about 6,650 kilometres into the "
+                 "Mediterranean Sea [C1].\n\n## Dam\nThe Aswan High Dam across the Nile was completed in 1970 [C2].")
+    synth = {"task_id": "synth-1", "task_kind": "synthesise", "split": "train",
+             "prompt": [{"role": "system", "content": "Write a report."},
+                        {"role": "user", "content": "Chunks: [C1] ... [C2] ..."}],
+             "chunk_ids": ["C1", "C2"], "chunks": chunks, "gold_order": ["C1", "C2"], "distractor_ids": [],
+             "key_points": key_points, "outline": outline, "notes": [], "min_words": 10, "max_words": 200,
+             "reference": reference, "reference_source": "model:teacher",
+             "reference_scores": {"order": None, "coverage": 1.0, "citations": 1.0, "distractors": 1.0,
+                                  "notes": None, "format": 1.0}}
+    reorder = {"task_id": "reorder-1", "task_kind": "reorder", "split": "train",
+               "prompt": [{"role": "system", "content": "Order the chunks."},
+                          {"role": "user", "content": "[C1] ... [C2] ... [C3] ..."}],
+               "chunk_ids": ["C1", "C2", "C3"], "chunks": [], "gold_order": ["C2", "C3", "C1"], "distractor_ids": [],
+               "key_points": [], "outline": [], "notes": [], "min_words": 0, "max_words": 0,
+               "reference": "C2, C3, C1", "reference_source": "gold",
+               "reference_scores": {"order": 1.0, "coverage": None, "citations": None, "distractors": None,
+                                    "notes": None, "format": 1.0}}
+    return [synth, reorder, {**reorder, "task_id": "reorder-eval", "split": "eval"}]

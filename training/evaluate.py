@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from training.agent_loop import AgentConfig, Trajectory, run_agent, summarize
+from training.stats import interval
 from training.rewards import (SEARCH_KIND, RewardConfig, format_score, make_rewards, read_rollout,
                               total_rewards)
 
@@ -107,36 +108,52 @@ def sft_run_of(model_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return run, json.loads(provenance.read_text()) if provenance.is_file() else {}
 
 
-def trained_on(sft_run: Mapping[str, Any], grpo_model_dir: str | Path, questions_dir: str | Path
-               ) -> tuple[list[str], list[str], dict[str, str]]:
-    """What was trained on: (ids, question texts, where they were read) of the SFT run's traces and the GRPO run's
-    training data (its `train_ids.json`; question texts from the train split of `questions_dir`)."""
+def trained_on(sft_runs: Sequence[Mapping[str, Any]], grpo_model_dirs: Sequence[str | Path], questions_dir: str | Path
+               ) -> tuple[list[str], list[str], dict[str, Any]]:
+    """What was trained on: (ids, question texts, where they were read) of every SFT run's traces and every GRPO
+    run's training data (its `train_ids.json`; question texts from the train split of `questions_dir`)."""
     from pipeline.datasets.io import read_split
     from training.traces import read_questions
 
     ids: list[str] = []
     texts: list[str] = []
-    traces_dir = Path(sft_run.get("dataset", ""))
-    traces = [] if not sft_run.get("dataset") else read_split(traces_dir, "train", ["question_id", "question"])
-    ids += [r["question_id"] for r in traces]
-    texts += [r["question"] for r in traces]
-    train_ids_file = Path(grpo_model_dir).parent / "train_ids.json"
-    grpo_ids = json.loads(train_ids_file.read_text()) if train_ids_file.is_file() else {}
-    ids += grpo_ids.get("questions", []) + grpo_ids.get("report_tasks", [])
+    sources: dict[str, Any] = {"sft_traces": [], "grpo_train_ids": []}
+    for run in sft_runs:
+        if not run.get("dataset"):
+            continue
+        traces_dir = Path(run["dataset"])
+        names = set(read_split_columns(traces_dir))
+        traces = read_split(traces_dir, "train", [c for c in ("question_id", "question", "task_id") if c in names])
+        ids += [str(r.get("question_id") or r.get("task_id")) for r in traces]
+        texts += [r["question"] for r in traces if r.get("question")]
+        if (traces_dir / "data" / "train.parquet").is_file():
+            sources["sft_traces"].append(str(traces_dir / "data" / "train.parquet"))
     by_id = {str(r["id"]): r for r in read_questions(questions_dir, "train")}
-    texts += [by_id[i]["question"] for i in grpo_ids.get("questions", []) if i in by_id]
-    traces_file = traces_dir / "data" / "train.parquet"
-    sources = {"sft_traces": str(traces_file) if sft_run.get("dataset") and traces_file.is_file() else "",
-               "grpo_train_ids": str(train_ids_file) if train_ids_file.is_file() else ""}
+    for model_dir in grpo_model_dirs:
+        train_ids_file = Path(model_dir).parent / "train_ids.json"
+        if not train_ids_file.is_file():
+            continue
+        grpo_ids = json.loads(train_ids_file.read_text())
+        ids += grpo_ids.get("questions", []) + grpo_ids.get("report_tasks", []) + grpo_ids.get("navigation_tasks", [])
+        texts += [by_id[i]["question"] for i in grpo_ids.get("questions", []) if i in by_id]
+        sources["grpo_train_ids"].append(str(train_ids_file))
     return ids, texts, sources
 
 
+def read_split_columns(dataset_dir: str | Path, split: str = "train") -> list[str]:
+    """The column names of one split's Parquet file ([] when absent)."""
+    import pyarrow.parquet as pq
+
+    path = Path(dataset_dir) / "data" / f"{split}.parquet"
+    return list(pq.read_schema(path).names) if path.is_file() else []
+
+
 def check_never_trained_on(questions: Sequence[Mapping[str, Any]], report_tasks: Sequence[Mapping[str, Any]],
-                           sft_run: Mapping[str, Any], grpo_model_dir: str | Path, questions_dir: str | Path
-                           ) -> dict[str, Any]:
-    """`leakage` of the eval questions and report tasks against what the SFT and GRPO runs trained on, with
-    `sources`: where that was read (an empty `grpo_train_ids`: the GRPO run's training ids were not found)."""
-    ids, texts, sources = trained_on(sft_run, grpo_model_dir, questions_dir)
+                           sft_runs: Sequence[Mapping[str, Any]], grpo_model_dirs: Sequence[str | Path],
+                           questions_dir: str | Path) -> dict[str, Any]:
+    """`leakage` of the eval questions and report tasks against what every SFT and GRPO run trained on, with
+    `sources`: where that was read (an empty `grpo_train_ids`: no GRPO run's training ids were found)."""
+    ids, texts, sources = trained_on(sft_runs, grpo_model_dirs, questions_dir)
     eval_rows = list(questions) + [{"id": t["task_id"], "question": "", "split": t["split"]} for t in report_tasks]
     leak = leakage(eval_rows, ids, texts)
     leak["sources"] = sources
@@ -192,6 +209,16 @@ def grade(trajs: Sequence[Trajectory], rows: Sequence[Mapping[str, Any]], reward
                         "errors": dict(traj.errors), "visited": traj.visited})
     n = len(per_row) or 1
     loop = summarize(trajs)
+    per_traj = {
+        "accuracy": ([r["exact_match"] for r in per_row], True),
+        "f1": ([r["f1"] for r in per_row], False),
+        "answered_rate": ([float(r["answer"] is not None) for r in per_row], True),
+        "tool_calls_per_question": ([float(r["tool_calls"]) for r in per_row], False),
+        "format_validity": ([r["format"] for r in per_row], False),
+        "format_valid_rate": ([float(r["format"] == 1.0) for r in per_row], True),
+        "valid_tool_call_rate": ([t.valid_turns / t.turns if t.turns else 0.0 for t in trajs], False),
+        "mean_reward": ([r["reward"] for r in per_row], False),
+    }
     summary = {
         "questions": len(per_row),
         "accuracy": loop["exact_match"],
@@ -204,6 +231,7 @@ def grade(trajs: Sequence[Trajectory], rows: Sequence[Mapping[str, Any]], reward
         "mean_reward": round(sum(r["reward"] for r in per_row) / n, 4),
         "finish": loop["finish"],
         "errors": loop["errors"],
+        "ci95": {k: interval(v, binary)["ci95"] for k, (v, binary) in per_traj.items()},
     }
     return summary, per_row
 
@@ -215,13 +243,20 @@ def grade_reports(texts: Sequence[str], tasks: Sequence[Mapping[str, Any]]) -> t
     for text, task in zip(texts, tasks):
         rows.append({"task_id": task["task_id"], "task_kind": task["task_kind"],
                      "scores": score_completion(text, dict(task)), "answer": text})
-    summary: dict[str, Any] = {"tasks": len(rows)}
+    summary: dict[str, Any] = {"tasks": len(rows), "ci95": {}, "counts": {}}
     for name in REPORT_SCORES:
         values = [r["scores"][name] for r in rows if r["scores"].get(name) is not None]
         if values:
             summary[name] = round(sum(values) / len(values), 4)
-    graded = [v for r in rows for v in r["scores"].values() if v is not None]
-    summary["mean_score"] = round(sum(graded) / len(graded), 4) if graded else None
+            summary["ci95"][name], summary["counts"][name] = interval(values)["ci95"], len(values)
+    per_task = []
+    for r in rows:
+        graded = [v for v in r["scores"].values() if v is not None]
+        r["mean_score"] = round(sum(graded) / len(graded), 4) if graded else None
+        if graded:
+            per_task.append(r["mean_score"])
+    summary["mean_score"] = round(sum(per_task) / len(per_task), 4) if per_task else None
+    summary["ci95"]["mean_score"] = interval(per_task)["ci95"]
     return summary, rows
 
 
@@ -285,62 +320,90 @@ def evaluate_navigation(llm: Any, tasks: Sequence[Mapping[str, Any]], make_env: 
     return summary, rows
 
 
-def navigation_table_md(results: Mapping[str, Any]) -> str:
-    """One row per model: navigation success (95% CI), efficiency vs shortest and vs human median, invalid moves."""
-    models = {n: m["navigation"] for n, m in results["models"].items() if m.get("navigation")}
-    if not models:
-        return ""
-    lines = ["| model | navigation tasks | success | 95% CI | efficiency vs shortest | efficiency vs human | "
-             "invalid moves / task |", "|---|---|---|---|---|---|---|"]
-    fmt = (lambda v: "-" if v is None else f"{v:.3f}")
-    for name, m in models.items():
-        lo, hi = m["success_ci95"]
-        lines.append(f"| {name} | {m['tasks']} | {m['success_rate']:.3f} | [{lo:.3f}, {hi:.3f}] | "
-                     f"{fmt(m['efficiency_vs_shortest'])} | {fmt(m['efficiency_vs_human'])} | "
-                     f"{m['invalid_moves_per_task']:.2f} |")
-    return "\n".join(lines)
+STAGE_METRICS = (
+    ("accuracy", "accuracy (EM)", "search"), ("f1", "F1", "search"), ("answered_rate", "answered", "search"),
+    ("tool_calls_per_question", "tool calls / question", "search"), ("format_validity", "format validity", "search"),
+    ("valid_tool_call_rate", "valid tool-call rate", "search"), ("mean_reward", "mean reward", "search"),
+    ("mean_score", "report score", "report"), ("order", "report: order", "report"),
+    ("coverage", "report: key-point coverage", "report"), ("citations", "report: citation precision", "report"),
+    ("success_rate", "navigation success", "navigation"),
+    ("efficiency_vs_shortest", "navigation efficiency vs shortest", "navigation"),
+)
+"""(key, label, part) of every figure the evaluation table and plot show, per stage."""
+
+
+def stage_metric(model: Mapping[str, Any], key: str, part: str) -> tuple[float | None, list[float] | None, int]:
+    """(value, 95% interval, count) of one metric of one model's results (None where it was not measured)."""
+    if part == "search":
+        return model.get(key), (model.get("ci95") or {}).get(key), int(model.get("questions") or 0)
+    block = model.get(part) or {}
+    if key not in block or block.get(key) is None:
+        return None, None, 0
+    if part == "navigation":
+        ci = block.get("success_ci95") if key == "success_rate" else block.get("efficiency_ci95")
+        n = block.get("tasks", 0) if key == "success_rate" else block.get("reached", 0)
+        return block[key], ci, int(n or 0)
+    return block[key], (block.get("ci95") or {}).get(key), int((block.get("counts") or {}).get(key,
+                                                                                            block.get("tasks", 0)))
 
 
 def results_table_md(results: Mapping[str, Any]) -> str:
-    """One row per model: the search metrics, then the report-task mean score where there were report tasks."""
+    """One row per metric, one column per model (stage): value, its 95% interval and the count it is over."""
     models = results["models"]
-    reports = any(m.get("report") for m in models.values())
-    head = ["model", *SEARCH_METRICS] + (["report score"] if reports else [])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, m in models.items():
-        cells = [name] + [f"{m[k]:.3f}" if isinstance(m[k], float) else str(m[k]) for k in SEARCH_METRICS]
-        if reports:
-            score = (m.get("report") or {}).get("mean_score")
-            cells.append("-" if score is None else f"{score:.3f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    note = (f"\n\n{results['questions']} questions on snapshot `{results['snapshot_id']}`"
-            + (f", {results['report_tasks']} report tasks" if results.get("report_tasks") else "") + ".")
-    navigation = navigation_table_md(results)
-    return "\n".join(lines) + note + (f"\n\n{navigation}" if navigation else "")
+    names = list(models)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key, label, part in STAGE_METRICS:
+        cells = []
+        for name in names:
+            value, ci, n = stage_metric(models[name], key, part)
+            if value is None:
+                cells.append("-")
+            else:
+                cells.append(f"{value:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + f" (n={n})")
+        if any(c != "-" for c in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    note = (f"\n\n{results['questions']} eval questions"
+            + (f", {results['report_tasks']} report tasks" if results.get("report_tasks") else "")
+            + (f", {results['navigation_tasks']} navigation tasks" if results.get("navigation_tasks") else "")
+            + f" on snapshot `{results['snapshot_id']}`; 95% intervals: Wilson for rates, normal approximation for "
+              "means. n: items the figure is over (efficiency: tasks reached).")
+    return "\n".join(lines) + note
 
 
 def plot_results(results: Mapping[str, Any], path: str | Path) -> Path:
+    """One panel per metric: its value per stage (in evaluation order) with the 95% interval as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = list(results["models"])
-    panels = [("accuracy", "accuracy (EM)"), ("f1", "F1"), ("format_validity", "format validity"),
-              ("tool_calls_per_question", "tool calls / question")]
-    if any(m.get("report") for m in results["models"].values()):
-        panels.append(("report", "report-task score"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), dpi=100)
-    for ax, (key, title) in zip(axes, panels):
-        values = [((results["models"][m].get("report") or {}).get("mean_score") or 0.0) if key == "report"
-                  else results["models"][m][key] for m in models]
-        ax.bar(models, values, color=["#999999", "#4c72b0", "#dd8452", "#55a868"][: len(models)])
-        for i, v in enumerate(values):
-            ax.text(i, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
-        ax.set_title(title, fontsize=10)
+    models = results["models"]
+    names = list(models)
+    panels = [(key, label, part) for key, label, part in STAGE_METRICS
+              if any(stage_metric(models[n], key, part)[0] is not None for n in names)]
+    cols = min(4, len(panels)) or 1
+    rows = (len(panels) + cols - 1) // cols or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), dpi=100, squeeze=False)
+    for ax, (key, label, part) in zip(axes.flat, panels):
+        values, lows, highs = [], [], []
+        for n in names:
+            value, ci, _ = stage_metric(models[n], key, part)
+            v = value or 0.0
+            lo, hi = ci if ci else (v, v)
+            values.append(v)
+            lows.append(max(0.0, v - lo))
+            highs.append(max(0.0, hi - v))
+        x = list(range(len(names)))
+        ax.errorbar(x, values, yerr=[lows, highs], fmt="o-", capsize=3, markersize=4)
+        ax.set_xticks(x, names, rotation=30, fontsize=8)
+        ax.set_title(label, fontsize=9)
         if key != "tool_calls_per_question":
-            ax.set_ylim(0, 1.05)
-    fig.suptitle(f"{results['questions']} eval questions")
+            ax.set_ylim(-0.02, 1.05)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"{results['questions']} eval questions, {results.get('report_tasks', 0)} report tasks, "
+                 f"{results.get('navigation_tasks', 0)} navigation tasks: per stage, 95% intervals", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -54,7 +54,8 @@ CURVES = {"reward": "reward", "accuracy": "rewards/exact_match_reward/mean",
 class GRPORunConfig(RunConfig):
     """One GRPO run. Its defaults are the only ones: the `grpo_model` asset's config is made from these fields."""
 
-    PLUMBING = ("questions", "snapshot", "output_dir", "model", "data_dir", "report_tasks", "rewards", "judge_backend",
+    PLUMBING = ("questions", "snapshot", "output_dir", "model", "data_dir", "report_tasks", "navigation_tasks",
+                "rewards", "judge_backend",
                 "judge_model", "judge_base_url", "env", "num_threads", "retrain")
     KIND = "GRPO"
 
@@ -70,6 +71,11 @@ class GRPORunConfig(RunConfig):
     """A `report_tasks` folder; with `report_fraction` > 0 its train split is mixed in."""
     report_fraction: float = 0.0
     """Share of report tasks among the training prompts (0: search questions only)."""
+    navigation_tasks: str = ""
+    """A `navigation_tasks` folder; with `navigation_fraction` > 0 its train split is mixed in (same tools as
+    search, graded by the navigation rewards)."""
+    navigation_fraction: float = 0.0
+    """Share of navigation tasks among the training prompts."""
     max_questions: int = 0
     """Train questions used at most (0: all), a seeded sample."""
     max_steps: int = 4
@@ -107,10 +113,11 @@ class GRPORunConfig(RunConfig):
 
 
 def grpo_run_dir(root: str | Path, settings: dict[str, Any], rewards: dict[str, Any], start_model: str | Path,
-                 questions: str | Path, report_tasks: str | Path | None, snapshot_id: str, name: str = "") -> Path:
-    """`<root>/<name>`, or `<root>/grpo-<hash of the settings, rewards, starting model, data and snapshot>`."""
-    return run_dir(root, "grpo", [settings, rewards, str(start_model), str(questions), str(report_tasks or ""),
-                                  snapshot_id], name)
+                 questions: str | Path, report_tasks: str | Path | None, snapshot_id: str, name: str = "", *,
+                 navigation_tasks: str | Path | None = None, prefix: str = "grpo") -> Path:
+    """`<root>/<name>`, or `<root>/<prefix>-<hash of the settings, rewards, starting model, data and snapshot>`."""
+    data = [settings, rewards, str(start_model), str(questions), str(report_tasks or ""), snapshot_id]
+    return run_dir(root, prefix, data + ([str(navigation_tasks)] if navigation_tasks else []), name)
 
 
 # ---- data ----------------------------------------------------------------------------------------------------------
@@ -136,26 +143,42 @@ def report_example(row: dict[str, Any]) -> dict[str, Any]:
             **{k: row.get(k) for k in REPORT_COLUMNS}}
 
 
-def training_examples(questions: list[dict], report_rows: list[dict], config: GRPORunConfig) -> list[dict]:
+NAVIGATION_COLUMNS = ("start_url", "target_url", "shortest_path_length")
+
+
+def navigation_example(row: dict[str, Any]) -> dict[str, Any]:
+    return {"prompt": initial_messages(str(row["question"])), "task_kind": "navigation", "id": str(row["id"]),
+            "question": str(row["question"]), **{k: row.get(k) for k in NAVIGATION_COLUMNS}}
+
+
+def training_examples(questions: list[dict], report_rows: list[dict], config: GRPORunConfig,
+                      navigation_rows: list[dict] = ()) -> list[dict]:
     """The training prompts: train questions (a seeded sample of `max_questions`), plus report tasks at
-    `report_fraction` of the total; each row carries `environment` when both kinds are present."""
+    `report_fraction` and navigation tasks at `navigation_fraction` of the total; each row carries `environment`
+    when tool-less report rows and tool rows are mixed."""
     from training.traces import assert_train_only
 
     assert_train_only(questions)
-    bad = [r["task_id"] for r in report_rows if r.get("split") != "train"]
-    if bad:
-        raise ValueError(f"{len(bad)} report task(s) not of the train split would enter GRPO: {bad[:5]}")
+    for what, rows, key in (("report task", report_rows, "task_id"), ("navigation task", navigation_rows, "id")):
+        bad = [r[key] for r in rows if r.get("split") != "train"]
+        if bad:
+            raise ValueError(f"{len(bad)} {what}(s) not of the train split would enter GRPO: {bad[:5]}")
     rng = random.Random(config.seed)
     questions = sorted(questions, key=lambda r: str(r["id"]))
     if config.max_questions and len(questions) > config.max_questions:
         questions = rng.sample(questions, config.max_questions)
     examples = [question_example(q) for q in questions]
-    f = min(max(config.report_fraction, 0.0), 0.95)
-    if f and report_rows:
-        n = max(1, round(len(examples) * f / (1 - f))) if examples else len(report_rows)
-        picked = rng.sample(sorted(report_rows, key=lambda r: r["task_id"]), min(n, len(report_rows)))
-        examples += [report_example(r) for r in picked]
-    if any(e["task_kind"] in REPORT_KINDS for e in examples) and any(e["task_kind"] == SEARCH_KIND for e in examples):
+    extra = [(report_rows, config.report_fraction, "task_id", report_example),
+             (list(navigation_rows), config.navigation_fraction, "id", navigation_example)]
+    fractions = [min(max(f, 0.0), 0.95) if rows else 0.0 for rows, f, _, _ in extra]
+    rest = max(1.0 - sum(fractions), 0.05)
+    for (rows, _, key, make), f in zip(extra, fractions):
+        if f:
+            n = max(1, round(len(questions) * f / rest)) if questions else len(rows)
+            picked = rng.sample(sorted(rows, key=lambda r: str(r[key])), min(n, len(rows)))
+            examples += [make(r) for r in picked]
+    if any(e["task_kind"] in REPORT_KINDS for e in examples) and any(e["task_kind"] not in REPORT_KINDS
+                                                                      for e in examples):
         for e in examples:
             e["environment"] = "report" if e["task_kind"] in REPORT_KINDS else "search"
     rng.shuffle(examples)
@@ -227,16 +250,20 @@ def build_trainer(config: GRPORunConfig, log: Callable[[str], None] | None = Non
 
     questions = read_questions(config.questions, "train")
     reports = read_report_tasks(config.report_tasks) if config.report_tasks and config.report_fraction else []
-    examples = training_examples(questions, reports, config)
+    navigation = (read_split(config.navigation_tasks, "train")
+                  if config.navigation_tasks and config.navigation_fraction else [])
+    examples = training_examples(questions, reports, config, navigation)
     if not examples:
         raise ValueError(f"no train questions in {config.questions}")
     counts = {"train_questions": len(questions),
               "search_prompts": sum(e["task_kind"] == SEARCH_KIND for e in examples),
-              "report_prompts": sum(e["task_kind"] in REPORT_KINDS for e in examples)}
+              "report_prompts": sum(e["task_kind"] in REPORT_KINDS for e in examples),
+              "navigation_prompts": sum(e["task_kind"] == "navigation" for e in examples)}
     out = Path(config.output_dir)
     (out / "train_ids.json").write_text(json.dumps(
         {"questions": sorted(e["id"] for e in examples if e["task_kind"] == SEARCH_KIND),
-         "report_tasks": sorted(e["id"] for e in examples if e["task_kind"] in REPORT_KINDS)}, indent=1) + "\n")
+         "report_tasks": sorted(e["id"] for e in examples if e["task_kind"] in REPORT_KINDS),
+         "navigation_tasks": sorted(e["id"] for e in examples if e["task_kind"] == "navigation")}, indent=1) + "\n")
 
     snap = resolve_snapshot(config.snapshot)
     search_factory = SearchEnv.factory(str(snap.path), session="grpo", **config.env)

@@ -55,6 +55,8 @@ class RewardConfig:
     tool_cost: float = 0.25
     report: float = 1.0
     """Scales every report-task verifier's weight (`REPORT_REWARD_WEIGHTS`)."""
+    navigation: float = 1.0
+    """Scales every navigation reward's weight (`training.rewards_navigation.NAVIGATION_REWARD_WEIGHTS`)."""
     judge: float = 0.0
     """The LLM-judge reward's weight; > 0 needs a judge backend."""
     call_slack: int = 1
@@ -269,6 +271,9 @@ def make_rewards(config: RewardConfig = RewardConfig(), judge_backend: Any = Non
         (exact_match_reward, config.exact_match), (f1_reward, config.f1), (tool_format_reward, config.format),
         (make_tool_cost_reward(config.call_slack, config.cost_per_extra_call), config.tool_cost)]
     pairs += [(f, w * config.report) for f, w in zip(REPORT_REWARDS, REPORT_REWARD_WEIGHTS)]
+    from training.rewards_navigation import NAVIGATION_REWARD_WEIGHTS, NAVIGATION_REWARDS  # it reads rollouts here
+
+    pairs += [(f, w * config.navigation) for f, w in zip(NAVIGATION_REWARDS, NAVIGATION_REWARD_WEIGHTS)]
     if config.judge:
         if judge_backend is None:
             raise ValueError("the judge reward has weight > 0 but no judge backend was given")

@@ -18,12 +18,12 @@ invalid moves per task, success per difficulty level.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from training.rewards import as_messages
+from training.stats import interval, wilson_interval
 
 NAVIGATION_KIND = "navigation"
 _URL_LINE = re.compile(r"^URL: (\S+)$", re.M)
@@ -103,16 +103,6 @@ NAVIGATION_REWARDS = [navigation_reached_reward, navigation_efficiency_reward, n
 NAVIGATION_REWARD_WEIGHTS = [1.0, 0.5, 0.25]
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a success rate (95% by default); (0, 0) for no trials."""
-    if not n:
-        return 0.0, 0.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
-
-
 def grade_navigation(completions: Sequence[Any], tasks: Sequence[Mapping[str, Any]]
                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(summary, one row per task) of navigation rollouts: success, efficiency, invalid moves."""
@@ -136,6 +126,9 @@ def grade_navigation(completions: Sequence[Any], tasks: Sequence[Mapping[str, An
         "tasks": n, "success_rate": round(wins / n, 4) if n else 0.0, "success_ci95": list(wilson_interval(wins, n)),
         "efficiency_vs_shortest": mean([r["efficiency_vs_shortest"] for r in rows
                                         if r["efficiency_vs_shortest"] is not None]),
+        "reached": wins,
+        "efficiency_ci95": interval([r["efficiency_vs_shortest"] for r in rows
+                                     if r["efficiency_vs_shortest"] is not None])["ci95"],
         "efficiency_vs_human": mean([r["efficiency_vs_human"] for r in rows if r["efficiency_vs_human"] is not None]),
         "invalid_moves_per_task": mean([float(r["invalid_moves"]) for r in rows]) or 0.0,
         "moves_per_task": mean([float(r["moves"]) for r in rows]) or 0.0,

@@ -105,7 +105,8 @@ def test_grpo_then_evaluation_from_the_sft_model(resources, questions_dir, tiny_
     md = result.asset_materializations_for_node("evaluation")[0].metadata
     assert md["models"].data == {"base": str(tiny_model), "sft": str(tiny_model), "grpo": str(model_dir)}
     table = md["table"].value.splitlines()
-    assert [line.split(" | ")[0] for line in table[2:5]] == ["| base", "| sft", "| grpo"]
+    assert table[0] == "| metric | base | sft | grpo |" and table[2].startswith("| accuracy (EM) | ")
+    assert "(n=2)" in table[2]
     assert "data:image/png;base64," in md["plots"].value
     results = json.loads(Path(md["results"].value).read_text())
     assert set(results["models"]) == {"base", "sft", "grpo"} and results["questions"] == 2

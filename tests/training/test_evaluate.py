@@ -83,11 +83,24 @@ def test_report_grading_and_the_table():
         name: {"accuracy": acc, "f1": acc, "answered_rate": 1.0, "tool_calls_per_question": 3.0,
                "format_validity": 0.9, "format_valid_rate": 0.5, "valid_tool_call_rate": 0.8, "mean_reward": acc,
                "report": {"mean_score": 0.25}} for name, acc in (("base", 0.0), ("grpo", 0.5))}}
+    results["models"]["grpo"]["ci95"] = {"accuracy": [0.1, 0.9]}
+    results["models"]["grpo"]["questions"] = results["models"]["base"]["questions"] = 2
     table = results_table_md(results)
     lines = table.splitlines()
-    assert lines[0].startswith("| model | accuracy | f1 |") and "report score" in lines[0]
-    assert lines[2].startswith("| base | 0.000 |") and lines[3].startswith("| grpo | 0.500 |")
-    assert "2 questions on snapshot `snap`, 2 report tasks" in table
+    assert lines[0] == "| metric | base | grpo |"
+    assert "| accuracy (EM) | 0.000 (n=2) | 0.500 [0.10, 0.90] (n=2) |" in lines
+    assert "| report score | 0.250 (n=0) | 0.250 (n=0) |" in lines
+    assert "2 eval questions, 2 report tasks on snapshot `snap`" in table
+
+
+def test_intervals_wilson_for_rates_normal_for_means():
+    from training.stats import interval
+
+    rate = interval([1.0] * 3 + [0.0] * 7, binary=True)
+    assert rate["n"] == 10 and rate["mean"] == 0.3 and rate["ci95"][0] < 0.3 < rate["ci95"][1]
+    wide, narrow = interval([0.0, 1.0] * 5), interval([0.0, 1.0] * 500)
+    assert wide["ci95"][1] - wide["ci95"][0] > 3 * (narrow["ci95"][1] - narrow["ci95"][0])
+    assert interval([]) == {"n": 0, "mean": None, "ci95": [0.0, 0.0]} and interval([0.4])["ci95"] == [0.4, 0.4]
 
 
 class ScriptedAgent:

@@ -84,11 +84,14 @@ def test_rewards_and_grades_of_navigation_rollouts(tasks, env):
     assert lo < 0.5 < hi and wilson_interval(0, 0) == (0.0, 0.0)
 
 
-def test_navigation_table_beside_the_question_metrics():
-    from training.evaluate import navigation_table_md
+def test_navigation_rows_in_the_stage_table_with_counts_and_intervals():
+    from training.evaluate import results_table_md
 
     nav = {"tasks": 100, "success_rate": 0.12, "success_ci95": [0.07, 0.2], "efficiency_vs_shortest": 0.8,
-           "efficiency_vs_human": None, "invalid_moves_per_task": 1.5}
-    table = navigation_table_md({"models": {"base": {"navigation": nav}, "sft": {"navigation": {}}}})
-    assert "| base | 100 | 0.120 | [0.070, 0.200] | 0.800 | - | 1.50 |" in table and "| sft |" not in table
-    assert navigation_table_md({"models": {"base": {}}}) == ""
+           "efficiency_ci95": [0.7, 0.9], "reached": 12, "efficiency_vs_human": None, "invalid_moves_per_task": 1.5}
+    search = {"questions": 0, "accuracy": None}
+    table = results_table_md({"questions": 0, "navigation_tasks": 100, "snapshot_id": "s",
+                              "models": {"base": {**search, "navigation": nav}, "sft": {**search, "navigation": {}}}})
+    assert "| navigation success | 0.120 [0.07, 0.20] (n=100) | - |" in table
+    assert "| navigation efficiency vs shortest | 0.800 [0.70, 0.90] (n=12) | - |" in table
+    assert "accuracy" not in table.split("\n\n")[0]

@@ -1,0 +1,38 @@
+"""The second round's SFT data: report tasks' verified golds and references, train split only."""
+
+import pytest
+
+from tests.support import report_task_rows
+from training.traces_report import report_traces, write_report_traces
+
+
+def test_golds_and_passing_references_become_traces_and_the_rest_is_counted():
+    synth, reorder, _ = report_task_rows()
+    weak = {**synth, "task_id": "synth-weak", "reference": "Rivers are nice [C1].",
+            "reference_scores": {**synth["reference_scores"], "coverage": 0.0, "citations": 0.0}}
+    traces, counts = report_traces([synth, reorder, weak], min_score=0.8)
+    assert sorted(t["id"] for t in traces) == ["reorder-1-gold", "synth-1-gold", "synth-1-reference",
+                                               "synth-weak-gold"]
+    assert counts["rejected"] == {"gold_below_min_score": 0, "reference_missing": 0,
+                                  "reference_below_min_score": 1, "reference_is_gold": 1}
+    gold = next(t for t in traces if t["id"] == "reorder-1-gold")
+    assert gold["messages"][:2] == reorder["prompt"] and gold["messages"][-1] == {"role": "assistant",
+                                                                                    "content": "C2, C3, C1"}
+    assert all(t["score"] >= 0.8 and t["split"] == "train" for t in traces)
+    only_gold, _ = report_traces([synth], sources=("gold",))
+    assert [t["source"] for t in only_gold] == ["gold"]
+
+
+def test_an_eval_task_never_enters_sft():
+    with pytest.raises(ValueError, match="not of the train split"):
+        report_traces(report_task_rows())
+
+
+def test_written_traces_load_as_the_sft_trainer_reads_them(tmp_path):
+    from training.sft import load_traces
+
+    traces, _ = report_traces(report_task_rows()[:2])
+    write_report_traces(traces, tmp_path / "traces", {"min_score": 0.8, "report_tasks": "x"})
+    ds = load_traces(tmp_path / "traces")
+    assert len(ds) == 3 and ds[0]["messages"][-1]["role"] == "assistant"
+    assert "report-writing" in (tmp_path / "traces" / "README.md").read_text()
