@@ -12,6 +12,7 @@ Layout of `out_dir` (built beside it and swapped in whole, like `export_dataset`
     retrieval/metrics.json             recall@5/@100 and nDCG@10 of that run against both qrels
     corpus/corpus.jsonl              the snapshot's pages as Search-R1 corpus JSONL (ids = the qrels' doc ids)
     manifest.json                    what made it and what is where
+    README.md                        how each trainer or tool reads its files
 
 CLI: `python -m pipeline.datasets.exports --questions <hard_queries dir> [--snapshot latest] --out <dir>`.
 """
@@ -89,11 +90,44 @@ def export_for_trainers(questions_dir: str | Path, snapshot: Any, out_dir: str |
         # paths as they will be once the folder is in place
         manifest["files"] = json.loads(json.dumps(manifest["files"]).replace(str(tmp), str(out_dir)))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        (tmp / "README.md").write_text(readme(manifest), encoding="utf-8")
         _swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+USAGE = {
+    "verl": "veRL's search agent: `data.train_files=verl/train.parquet data.val_files=verl/test.parquet`, its "
+            "search tool's `retrieval_service_url` = websim's `http://127.0.0.1:8000/retrieve` (`websim serve`); "
+            "`data_source` searchR1_hotpotqa is scored by veRL's `search_r1_like_qa_em`.",
+    "search_r1": "Search-R1: `TRAIN_DATA_DIR=search_r1 TEST_DATA_DIR=search_r1` in `train_ppo.sh` / `train_grpo.sh`, "
+                 "`retriever.url` = websim's `http://127.0.0.1:8000/retrieve`; `data_source` hotpotqa is scored by "
+                 "its `qa_em`.",
+    "verifiers": "verifiers: `datasets.load_dataset('parquet', data_files={'train': 'verifiers/train.parquet', 'test': "
+                 "'verifiers/test.parquet'})` as an environment's dataset (`prompt`, `question`, `answer`, `info`).",
+    "retrieval": "retrieval: `python -m pyserini.eval.trec_eval -c -m recall.5,100 -m ndcg_cut.10 "
+                 "retrieval/qrel_evidence.txt <your run>` (and `qrel_gold.txt`); `metrics.json` holds websim's BM25 "
+                 "run scored the same way.",
+    "corpus": "corpus: `corpus/corpus.jsonl` (`id`, `contents`) for Search-R1's `index_builder.py` (e5 + FAISS) or "
+              "Pyserini; its ids are the qrels' doc ids and `/retrieve`'s.",
+}
+
+
+def readme(manifest: dict[str, Any]) -> str:
+    """The folder's card: what made it, what each file is for, the BM25 baseline."""
+    lines = ["# websim exports for other trainers and retrievers", "",
+             f"From `{manifest['questions_dir']}` ({manifest['questions']} questions) on snapshot "
+             f"`{manifest['snapshot_id']}`. Rows: `{json.dumps(manifest['rows'], sort_keys=True)}`.", ""]
+    lines += [f"- {USAGE[name]}" for name in USAGE if name in manifest["files"]]
+    if manifest.get("retrieval"):
+        r = manifest["retrieval"]
+        lines += ["", f"websim BM25 (top {r['run_k']}) on {r['counts']['judged']} judged questions:", "",
+                  "| qrels | recall@5 | recall@100 | nDCG@10 |", "|---|---|---|---|"]
+        lines += [f"| {w} | {r[w]['recall@5']:.3f} | {r[w]['recall@100']:.3f} | {r[w]['ndcg@10']:.3f} |"
+                  for w in ("evidence", "gold")]
+    return "\n".join(lines) + "\n"
 
 
 def _retrieval(questions: Sequence[dict], snapshot: Any, simulator: Any, folder: Path,

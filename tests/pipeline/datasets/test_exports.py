@@ -35,9 +35,11 @@ def test_every_export_is_written_and_the_run_scores_as_its_metrics_say(small_sna
     again = evaluate_run(evidence, read_run(retrieval / "run.websim-bm25.trec"))
     assert metrics["evidence"]["recall@100"] == again["recall@100"] and metrics["counts"]["judged"] == 2
     assert json.loads((out / "manifest.json").read_text())["files"]["verl"]["train"] == str(out / "verl" / "train.parquet")
+    card = (out / "README.md").read_text()
+    assert "| evidence |" in card and "qrel_evidence.txt" in card and "index_builder.py" in card
     # a re-run with less replaces the folder whole
     export_for_trainers(qdir, small_snapshot, out, ExportConfig(retrieval=False, corpus=False, verifiers=False))
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "search_r1", "verl"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "manifest.json", "search_r1", "verl"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".exports")]
 
 
