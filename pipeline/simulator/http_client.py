@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pipeline.simulator.responses import (
     FetchResponse,
+    FindResponse,
+    ReadResponse,
     InvalidRequest,
     LinksResponse,
     SearchResponse,
@@ -59,6 +61,19 @@ class HttpSimulator:
                 session: str | None = None, trajectory: str | None = None) -> SitemapResponse:
         return SitemapResponse.from_dict(self._post(
             "/sitemap", {"host": host, "prefix": prefix, "offset": offset, "limit": limit}, session, trajectory))
+
+    def read(self, url: str, offset: int = 0, max_chars: int | None = None, *, session: str | None = None,
+             trajectory: str | None = None) -> ReadResponse:
+        return ReadResponse.from_dict(self._post("/read", {"url": url, "offset": offset, "max_chars": max_chars},
+                                                 session, trajectory))
+
+    def find(self, url: str, text: str, *, max_matches: int | None = None, context_chars: int | None = None,
+             session: str | None = None, trajectory: str | None = None) -> FindResponse:
+        return FindResponse.from_dict(self._post("/find", {"url": url, "text": text, "max_matches": max_matches,
+                                                           "context_chars": context_chars}, session, trajectory))
+
+    def access_pages(self, urls: list[str]) -> list[dict | None]:
+        return self._post("/access", {"urls": urls}, None, None)["result"]
 
     def retrieve(self, queries: list[str], topk: int = 3, return_scores: bool = True) -> dict:
         return self._post("/retrieve", {"queries": queries, "topk": topk, "return_scores": return_scores}, None, None)

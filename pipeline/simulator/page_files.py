@@ -15,8 +15,10 @@ class _ArrowFile:
     def __init__(self, path: Path):
         import pyarrow as pa
 
-        reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
-        self.table = reader.read_all()
+        source = pa.memory_map(str(path), "r")
+        self._whole = source.read_buffer(source.size())  # the whole file, zero-copy: the base of `spans`
+        source.seek(0)
+        self.table = pa.ipc.open_file(source).read_all()
         self.num_rows = self.table.num_rows
         # Every column is chunked the same way (one chunk per record batch): find the chunk once.
         self._starts = [0]
@@ -35,6 +37,28 @@ class _ArrowFile:
 
         col = self.table.column(column)
         return np.concatenate([c.to_numpy(zero_copy_only=False) for c in col.chunks]) if col.num_chunks else np.array([])
+
+    def bytes(self):
+        """The whole file as a read-only numpy uint8 array (no copy)."""
+        import numpy as np
+
+        return np.frombuffer(self._whole, dtype=np.uint8)
+
+    def spans(self, column: str):
+        """(start, end) byte offsets into `bytes()` of every row's UTF-8 value of string `column` (int64 arrays)."""
+        import numpy as np
+
+        starts, ends = [], []
+        for chunk in self.table.column(column).chunks:
+            _, offsets, data = chunk.buffers()
+            width = np.int64 if chunk.type in ("large_string", "large_binary") else np.int32
+            off = np.frombuffer(offsets, dtype=width)[chunk.offset:chunk.offset + len(chunk) + 1].astype(np.int64)
+            base = (data.address - self._whole.address) if data is not None else 0
+            starts.append(off[:-1] + base)
+            ends.append(off[1:] + base)
+        if not starts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(starts), np.concatenate(ends)
 
     def rows(self, start: int, stop: int, columns: list[str] | None = None) -> list[dict]:
         t = self.table if columns is None else self.table.select(columns)
@@ -62,6 +86,12 @@ class PageFiles:
         n = len(self._page_ids)
         # page ids are 1..n in the store; anything else falls back to a binary search.
         self._dense = bool(n == 0 or (self._page_ids[0] == 1 and self._page_ids[-1] == n))
+        # Page strings straight from the mapped file, for the search hot path (no Arrow scalar per value).
+        self.page_bytes = self.pages.bytes()
+        self.page_spans = {name: self.pages.spans(name) for name in ("url", "title", "text")}
+        # (url start, url end, title start, title end) per row: one gather per search for both.
+        self._result_spans = np.stack([*self.page_spans["url"], *self.page_spans["title"]], axis=1)
+        self._page_buf = memoryview(self.page_bytes)
         self._url_keys = self.urls.numpy("key")
         self._url_col = self.urls.table.column("url")
         self._link_src = self.links.numpy("src_id")
@@ -84,6 +114,27 @@ class PageFiles:
     def page(self, page_id: int, columns: tuple[str, ...] = PAGE_COLUMNS) -> dict | None:
         row = self.row_of(page_id)
         return None if row is None else self.pages.get(row, columns)
+
+    def strings(self, rows: list[int], column: str) -> list[str]:
+        """The values of string `column` ("url", "title", "text") at page rows `rows`."""
+        starts, ends = self.page_spans[column]
+        buf = self._page_buf
+        return [str(buf[a:b], "utf-8") for a, b in zip(starts[rows].tolist(), ends[rows].tolist())]
+
+    def urls_titles(self, rows) -> tuple[list[str], list[str]]:
+        """The urls and titles of page rows `rows` (an int64 array)."""
+        buf = self._page_buf
+        urls, titles = [], []
+        for a, b, c, d in self._result_spans[rows].tolist():
+            urls.append(str(buf[a:b], "utf-8"))
+            titles.append(str(buf[c:d], "utf-8"))
+        return urls, titles
+
+    def rows_of(self, page_ids: list[int]) -> list[int | None]:
+        if self._dense:
+            n = len(self._page_ids)
+            return [pid - 1 if 1 <= pid <= n else None for pid in page_ids]
+        return [self.row_of(pid) for pid in page_ids]
 
     def meta(self, page_ids: list[int]) -> dict[int, dict]:
         """page_id -> {page_id, url, title} for many pages (row by row: `take` would concatenate chunks)."""

@@ -13,6 +13,14 @@ MAX_URL_CHARS = 8192
 MAX_K = 100
 MAX_SNIPPET_CHARS = 5000
 MAX_SITEMAP_LIMIT = 1000
+MAX_LINKS_LIMIT = 100_000
+MAX_OFFSET = 10**12
+READ_CHARS = 4000
+"""`read`: characters of a page per call unless told otherwise."""
+MAX_READ_CHARS = 100_000
+MAX_FIND_TEXT_CHARS = 512
+MAX_FIND_MATCHES = 100
+MAX_FIND_CONTEXT = 1000
 # Control characters other than tab, newline and carriage return, and lone surrogates: binary junk.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
@@ -131,10 +139,49 @@ class SitemapResponse(_Response):
     error: str | None = None
 
 
+@dataclass(slots=True)
+class ReadResponse(_Response):
+    """A window of a page's text: `text` is characters [offset, offset + len(text)) of `total_chars`."""
+
+    status: int
+    url: str
+    final_url: str | None = None
+    title: str = ""
+    offset: int = 0
+    text: str = ""
+    total_chars: int = 0
+    next_offset: int | None = None
+    page_id: int | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class FindMatch(_Response):
+    offset: int
+    """Where the match starts in the page's text, in characters (read it there with `read(url, offset)`)."""
+    snippet: str
+
+
+@dataclass(slots=True)
+class FindResponse(_Response):
+    """Where `text` occurs in a page (case and runs of whitespace ignored): the first matches and how many."""
+
+    status: int
+    url: str
+    text: str = ""
+    final_url: str | None = None
+    title: str = ""
+    total: int = 0
+    matches: list[FindMatch] = field(default_factory=list)
+    page_id: int | None = None
+    error: str | None = None
+
+
 _ITEM_TYPES = {("SearchResponse", "results"): SearchResult, ("FetchResponse", "outlinks"): Link,
                ("LinksResponse", "outlinks"): Link, ("LinksResponse", "backlinks"): Link,
-               ("SitemapResponse", "entries"): SitemapEntry}
-RESPONSE_TYPES = {"search": SearchResponse, "fetch": FetchResponse, "links": LinksResponse, "sitemap": SitemapResponse}
+               ("SitemapResponse", "entries"): SitemapEntry, ("FindResponse", "matches"): FindMatch}
+RESPONSE_TYPES = {"search": SearchResponse, "fetch": FetchResponse, "links": LinksResponse, "sitemap": SitemapResponse,
+                  "read": ReadResponse, "find": FindResponse}
 
 
 # ---- argument checks (shared with the HTTP server) --------------------------------------------

@@ -34,10 +34,11 @@ import contextlib
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -45,21 +46,36 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pipeline.simulator.web import MAX_K, InvalidRequest, Simulator, check_int, check_text, search_r1_documents
+from pipeline.simulator.web import (
+    MAX_FIND_CONTEXT,
+    MAX_FIND_MATCHES,
+    MAX_K,
+    MAX_LINKS_LIMIT,
+    MAX_OFFSET,
+    MAX_READ_CHARS,
+    MAX_SITEMAP_LIMIT,
+    MAX_SNIPPET_CHARS,
+    InvalidRequest,
+    Simulator,
+    check_text,
+)
 
 log = logging.getLogger("websim.server")
 
-MAX_BODY_BYTES = 1_000_000
-MAX_RETRIEVE_QUERIES = 512
-MAX_RETRIEVE_DOCS = 16_384
-"""`/retrieve`: queries x topk at most (512 x 32); 512 x 100 was 70 MB and 14 s of work for one request."""
+MAX_BODY_BYTES = 4_000_000
+"""Room for a GRPO step's queries: Search-R1's 512 prompts x 5 rollouts = 2,560 queries are about 250 kB."""
+MAX_RETRIEVE_QUERIES = 16_384
+"""Queries in one `/retrieve` (Search-R1's `train_grpo.sh` sends 2,560 at once)."""
+MAX_RETRIEVE_DOCS = 40_960
+"""`/retrieve`: queries x topk at most (2,560 x 16); 512 x 100 was 70 MB and 14 s of work for one request."""
+MAX_ACCESS_URLS = 1_024
+"""URLs in one `/access` (whole pages: 1,024 Wikipedia pages are about 20 MB)."""
 MAX_RESPONSE_BYTES = 32_000_000
 """An answer larger than this is not sent: 413 with the size and the limit."""
 BODY_TIMEOUT_S = 15.0
 """A request body must arrive whole within this (a client that sends less than its Content-Length gets 408)."""
 MAX_ID_CHARS = 256
 _CONFIG_ENV = "WEBSIM_SERVER_CONFIG"
-_INT = re.compile(r"-?\d{1,19}")
 _QUERY_METHODS = ("GET", "HEAD")
 
 
@@ -125,157 +141,195 @@ async def _params(request: Request) -> dict[str, Any]:
     return parse_json_body(await _read_body(request, request.app.state.body_timeout_s))
 
 
-def _int_param(params: dict, name: str, default: int | None, lo: int, hi: int, from_query: bool) -> int | None:
-    value = params.get(name)
-    if value is None:  # absent or null: the default, the same either way
-        value = default
-    if value is None:
-        return None
-    if from_query and isinstance(value, str):
-        if not _INT.fullmatch(value.strip()):
-            raise InvalidRequest(f"{name} must be an integer")
-        value = int(value)
-    return check_int(name, value, lo, hi)
+def _reason(exc: Any) -> str:
+    """A pydantic ValidationError as one line a client can act on (its first three problems)."""
+    parts = []
+    for e in exc.errors(include_url=False)[:3]:
+        loc = ".".join(str(x) for x in e["loc"]) or "body"
+        parts.append(f"{loc} is required" if e["type"] == "missing" else f"{loc}: {e['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
-def _bool_param(params: dict, name: str, default: bool, from_query: bool) -> bool:
-    value = params.get(name)
-    if value is None:
-        value = default
-    if from_query and isinstance(value, str):
-        low = value.strip().lower()
-        if low not in ("1", "0", "true", "false", "yes", "no"):
-            raise InvalidRequest(f"{name} must be true or false")
-        return low in ("1", "true", "yes")
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"{name} must be true or false")
-    return value
+def _validate(model: type[BaseModel], params: dict, strict: bool) -> Any:
+    try:
+        return model.model_validate(params, strict=strict)
+    except ValidationError as exc:
+        raise InvalidRequest(_reason(exc)) from None
 
 
-def _ids(request: Request, params: dict) -> tuple[str | None, str | None]:
-    out = []
-    for name in ("session", "trajectory"):
-        value = params.get(name) or request.headers.get(f"x-websim-{name}")
+def _ids(request: Request, req: "_Call") -> tuple[str | None, str | None]:
+    """Session and trajectory: the body's (or query's) fields win over the X-Websim-* headers."""
+    session = req.session or request.headers.get("x-websim-session") or None
+    trajectory = req.trajectory or request.headers.get("x-websim-trajectory") or None
+    for name, value in (("session", session), ("trajectory", trajectory)):
         if value is not None:
             check_text(name, value, MAX_ID_CHARS)
-        out.append(value or None)
-    return out[0], out[1]
+    return session, trajectory
 
 
-Handler = Callable[[Request, Simulator, dict, bool], Awaitable[Response]]
+# ---- request models ------------------------------------------------------------------------------------------
+# POST bodies are validated strictly (a "5" is not an integer), query strings laxly (they are all strings); absent
+# and null mean the default alike. /retrieve and /access are lax as the pydantic servers of Search-R1 and ASearcher
+# are ("return_scores": "true" is true), so that their clients work unchanged.
+
+class _Call(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    session: str | None = None
+    trajectory: str | None = None
 
 
-def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+class SearchRequest(_Call):
+    query: str
+    k: int | None = Field(None, ge=1, le=MAX_K)
+    snippet_chars: int | None = Field(None, ge=0, le=MAX_SNIPPET_CHARS)
+
+
+class FetchRequest(_Call):
+    url: str
+
+
+class LinksRequest(_Call):
+    url: str
+    backlinks: bool | None = None
+    limit: int | None = Field(None, ge=1, le=MAX_LINKS_LIMIT)
+
+
+class SitemapRequest(_Call):
+    host: str
+    prefix: str | None = None
+    offset: int | None = Field(None, ge=0, le=MAX_OFFSET)
+    limit: int | None = Field(None, ge=1, le=MAX_SITEMAP_LIMIT)
+
+
+class ReadRequest(_Call):
+    url: str
+    offset: int | None = Field(None, ge=0, le=MAX_OFFSET)
+    max_chars: int | None = Field(None, ge=1, le=MAX_READ_CHARS)
+
+
+class FindRequest(_Call):
+    url: str
+    text: str
+    max_matches: int | None = Field(None, ge=1, le=MAX_FIND_MATCHES)
+    context_chars: int | None = Field(None, ge=0, le=MAX_FIND_CONTEXT)
+
+
+class RetrieveRequest(_Call):
+    queries: list[str] = Field(min_length=1, max_length=MAX_RETRIEVE_QUERIES)
+    topk: int | None = Field(None, ge=1, le=MAX_K)
+    return_scores: bool = False
+
+
+class AccessRequest(_Call):
+    urls: list[str] = Field(max_length=MAX_ACCESS_URLS)
+
+
+Handler = Callable[[Request, Simulator, Any], Awaitable[Response]]
+
+
+def _endpoint(model: type[_Call], lax: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """The one error path: invalid input is a 4xx with its reason, a client that went away is one log line, any
     bug a logged 500: no request crashes the server."""
 
-    async def endpoint(request: Request) -> Response:
-        sim: Simulator = request.app.state.simulator
-        try:
-            params = await _params(request)
-            return await handler(request, sim, params, request.method in _QUERY_METHODS)
-        except InvalidRequest as exc:
-            return _error(400, str(exc))
-        except _HttpError as exc:
-            return _error(exc.status, exc.message, exc.headers)
-        except ClientDisconnect:  # nobody to answer; not a server error
-            log.info("client disconnected during %s %s", request.method, request.url.path)
-            return Response(status_code=400)
-        except Exception:  # noqa: BLE001 - the catch-all that keeps the server up
-            log.exception("error serving %s %s", request.method, request.url.path)
-            return _error(500, "internal error (logged)")
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            sim: Simulator = request.app.state.simulator
+            try:
+                params = await _params(request)
+                if "q" in params and "query" not in params:
+                    params["query"] = params["q"]
+                req = _validate(model, params, strict=not lax and request.method not in _QUERY_METHODS)
+                return await handler(request, sim, req)
+            except InvalidRequest as exc:
+                return _error(400, str(exc))
+            except _HttpError as exc:
+                return _error(exc.status, exc.message, exc.headers)
+            except ClientDisconnect:  # nobody to answer; not a server error
+                log.info("client disconnected during %s %s", request.method, request.url.path)
+                return Response(status_code=400)
+            except Exception:  # noqa: BLE001 - the catch-all that keeps the server up
+                log.exception("error serving %s %s", request.method, request.url.path)
+                return _error(500, "internal error (logged)")
 
-    endpoint.__name__ = handler.__name__
-    return endpoint
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    return wrap
 
 
-def _json(content: Any, status_code: int = 200) -> JSONResponse:
-    """A JSON response, refused (413) when its body is over MAX_RESPONSE_BYTES. Run it off the event loop."""
-    resp = JSONResponse(content, status_code=status_code)
-    if len(resp.body) > MAX_RESPONSE_BYTES:
-        raise _HttpError(413, f"the answer is {len(resp.body)} bytes, over the limit of {MAX_RESPONSE_BYTES} bytes; "
+def _json(content: Any, status_code: int = 200) -> Response:
+    """A JSON response (orjson: dataclasses as they are), refused (413) when its body is over MAX_RESPONSE_BYTES."""
+    body = orjson.dumps(content)
+    if len(body) > MAX_RESPONSE_BYTES:
+        raise _HttpError(413, f"the answer is {len(body)} bytes, over the limit of {MAX_RESPONSE_BYTES} bytes; "
                               "ask for less (a smaller limit, k or topk, fewer queries)")
-    return resp
+    return Response(body, status_code=status_code, media_type="application/json")
 
 
-async def _run(request: Request, sim: Simulator, op: str, args: dict, params: dict) -> Response:
-    session, trajectory = _ids(request, params)
-
-    def work() -> tuple[Response, float]:
-        resp, delay = sim.call(op, args, session=session, trajectory=trajectory, sleep=False)
-        # A malformed URL or host is invalid input at the HTTP level too; every other status is the simulated web's.
-        return _json(resp.to_dict(), status_code=400 if resp.status == 400 else 200), delay
-
-    response, delay = await run_in_threadpool(work)
+async def _run(request: Request, sim: Simulator, op: str, args: dict, req: _Call) -> Response:
+    """One simulator call, on the event loop: a call is a fraction of a millisecond, less than a thread hop costs.
+    Batches (/retrieve, /access) go to the thread pool instead."""
+    session, trajectory = _ids(request, req)
+    resp, delay = sim.call(op, args, session=session, trajectory=trajectory, sleep=False)
+    # A malformed URL or host is invalid input at the HTTP level too; every other status is the simulated web's.
+    response = _json(resp, status_code=400 if resp.status == 400 else 200)
     if delay > 0:
         await asyncio.sleep(delay)
     return response
 
 
-@_endpoint
-async def search(request: Request, sim: Simulator, params: dict, q: bool) -> Response:
-    query = params.get("query", params.get("q"))
-    if query is None:
-        raise InvalidRequest("query is required")
-    args = {"query": query, "k": _int_param(params, "k", None, 1, MAX_K, q),
-            "snippet_chars": _int_param(params, "snippet_chars", None, 0, 5000, q)}
-    return await _run(request, sim, "search", args, params)
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
-@_endpoint
-async def fetch(request: Request, sim: Simulator, params: dict, q: bool) -> Response:
-    if "url" not in params:
-        raise InvalidRequest("url is required")
-    return await _run(request, sim, "fetch", {"url": params["url"]}, params)
+@_endpoint(SearchRequest)
+async def search(request: Request, sim: Simulator, req: SearchRequest) -> Response:
+    return await _run(request, sim, "search", {"query": req.query, "k": req.k, "snippet_chars": req.snippet_chars}, req)
 
 
-@_endpoint
-async def links(request: Request, sim: Simulator, params: dict, q: bool) -> Response:
-    if "url" not in params:
-        raise InvalidRequest("url is required")
-    args = {"url": params["url"], "backlinks": _bool_param(params, "backlinks", False, q),
-            "limit": _int_param(params, "limit", 500, 1, 100_000, q)}
-    return await _run(request, sim, "links", args, params)
+@_endpoint(FetchRequest)
+async def fetch(request: Request, sim: Simulator, req: FetchRequest) -> Response:
+    return await _run(request, sim, "fetch", {"url": req.url}, req)
 
 
-@_endpoint
-async def sitemap(request: Request, sim: Simulator, params: dict, q: bool) -> Response:
-    if "host" not in params:
-        raise InvalidRequest("host is required (GET /hosts lists them)")
-    args = {"host": params["host"], "prefix": params.get("prefix", ""),
-            "offset": _int_param(params, "offset", 0, 0, 10**12, q),
-            "limit": _int_param(params, "limit", 100, 1, 1000, q)}
-    return await _run(request, sim, "sitemap", args, params)
+@_endpoint(LinksRequest)
+async def links(request: Request, sim: Simulator, req: LinksRequest) -> Response:
+    return await _run(request, sim, "links", {"url": req.url, "backlinks": _or(req.backlinks, False),
+                                              "limit": _or(req.limit, 500)}, req)
 
 
-@_endpoint
-async def retrieve(request: Request, sim: Simulator, params: dict, q: bool) -> Response:
+@_endpoint(SitemapRequest)
+async def sitemap(request: Request, sim: Simulator, req: SitemapRequest) -> Response:
+    return await _run(request, sim, "sitemap", {"host": req.host, "prefix": _or(req.prefix, ""),
+                                                "offset": _or(req.offset, 0), "limit": _or(req.limit, 100)}, req)
+
+
+@_endpoint(ReadRequest)
+async def read(request: Request, sim: Simulator, req: ReadRequest) -> Response:
+    args = {"url": req.url, "offset": _or(req.offset, 0), "max_chars": req.max_chars}
+    return await _run(request, sim, "read", args, req)
+
+
+@_endpoint(FindRequest)
+async def find(request: Request, sim: Simulator, req: FindRequest) -> Response:
+    args = {"url": req.url, "text": req.text, "max_matches": req.max_matches, "context_chars": req.context_chars}
+    return await _run(request, sim, "find", args, req)
+
+
+@_endpoint(RetrieveRequest, lax=True)
+async def retrieve(request: Request, sim: Simulator, req: RetrieveRequest) -> Response:
     """Search-R1's `/retrieve`: a batch of queries, `{"result": [[{"document": ..., "score": ...}]]}`."""
-    queries = params.get("queries")
-    if not isinstance(queries, list) or not queries:
-        raise InvalidRequest("queries must be a non-empty list of strings")
-    if len(queries) > MAX_RETRIEVE_QUERIES:
-        raise InvalidRequest(f"at most {MAX_RETRIEVE_QUERIES} queries per request")
-    for query in queries:
-        # Blank queries stay in the batch (a model may emit "<search></search>"): they get no documents.
-        check_text("query", query, 2048, allow_empty=True)
-    topk = _int_param(params, "topk", 3, 1, MAX_K, False)
-    return_scores = _bool_param(params, "return_scores", False, False)
-    session, trajectory = _ids(request, params)
-    if len(queries) * topk > MAX_RETRIEVE_DOCS:
-        raise _HttpError(413, f"{len(queries)} queries x topk {topk} = {len(queries) * topk} documents, over the "
-                              f"limit of {MAX_RETRIEVE_DOCS} per request; send fewer queries or a smaller topk")
+    topk = _or(req.topk, 3)
+    if len(req.queries) * topk > MAX_RETRIEVE_DOCS:
+        raise _HttpError(413, f"{len(req.queries)} queries x topk {topk} = {len(req.queries) * topk} documents, over "
+                              f"the limit of {MAX_RETRIEVE_DOCS} per request; send fewer queries or a smaller topk")
+    session, trajectory = _ids(request, req)
 
     def work() -> tuple[Response, float]:
-        result, delay = [], 0.0
-        for query in queries:
-            if not query.strip():
-                result.append([])
-                continue
-            resp, d = sim.call("search", {"query": query, "k": topk, "snippet_chars": 600},
-                               session=session, trajectory=trajectory, sleep=False)
-            delay += d
-            result.append(search_r1_documents(resp, return_scores))
+        # The batch is split between the simulator's search threads (the index and the snippets release the GIL).
+        result, delay = sim.retrieve_lists(req.queries, topk, req.return_scores, session=session,
+                                           trajectory=trajectory)
         return _json({"result": result}), delay
 
     response, delay = await run_in_threadpool(work)
@@ -284,8 +338,24 @@ async def retrieve(request: Request, sim: Simulator, params: dict, q: bool) -> R
     return response
 
 
-@_endpoint
-async def hosts(request: Request, sim: Simulator, params: dict, q: bool) -> Response:
+@_endpoint(AccessRequest, lax=True)
+async def access(request: Request, sim: Simulator, req: AccessRequest) -> Response:
+    """ASearcher's `/access`: `{"urls": [...]}` -> `{"result": [page | null, ...]}`, a page being
+    `{"url", "title", "contents", "id"}` (redirects followed; null for a URL this web does not have)."""
+    session, trajectory = _ids(request, req)
+
+    def work() -> tuple[Response, float]:
+        pages, delay = sim.access_pages(req.urls, session=session, trajectory=trajectory)
+        return _json({"result": pages}), delay
+
+    response, delay = await run_in_threadpool(work)
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return response
+
+
+@_endpoint(_Call)
+async def hosts(request: Request, sim: Simulator, req: _Call) -> Response:
     return await run_in_threadpool(lambda: _json({"hosts": sim.hosts()}))
 
 
@@ -299,7 +369,8 @@ async def index(request: Request) -> Response:
     m = sim.snapshot.manifest
     return JSONResponse({"snapshot": {"id": m["id"], "created": m["created"], "counts": m["counts"],
                                       "index": m["index"]["kind"]},
-                         "endpoints": ["/healthz", "/search", "/fetch", "/links", "/sitemap", "/hosts", "/retrieve"]})
+                         "endpoints": ["/healthz", "/search", "/fetch", "/links", "/sitemap", "/hosts", "/read", "/find",
+                                       "/retrieve", "/access"]})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -330,7 +401,10 @@ def create_app(simulator: Simulator | None = None, *, body_timeout_s: float = BO
             Route("/links", links, methods=methods),
             Route("/sitemap", sitemap, methods=methods),
             Route("/hosts", hosts, methods=["GET"]),
+            Route("/read", read, methods=methods),
+            Route("/find", find, methods=methods),
             Route("/retrieve", retrieve, methods=["POST"]),
+            Route("/access", access, methods=["POST"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _http_error},
         lifespan=lifespan,

@@ -35,9 +35,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from pipeline import config as websim_config
-from pipeline.simulator.search_index import IndexConfig, build_index, dir_bytes
+from pipeline.simulator.search_index import STOPWORDS, IndexConfig, build_index, dir_bytes
+from pipeline.simulator.snippets import build_snippet_map
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: `serve/snippet_*.npy`, the term map that makes snippets a lookup (pipeline.simulator.snippets)."""
+READABLE_FORMATS = (1, 2)
+"""Format 1 snapshots are served with snippets scanned from the text (slower, same API)."""
 MANIFEST = "manifest.json"
 DUCKDB_FILE = "snapshot.duckdb"
 INDEX_DIR = "index"
@@ -94,8 +98,10 @@ class Snapshot:
             manifest = json.loads((path / MANIFEST).read_text())
         except FileNotFoundError:
             raise FileNotFoundError(f"{path} is not a snapshot (no {MANIFEST})") from None
-        if manifest.get("format") != FORMAT_VERSION:
-            raise ValueError(f"snapshot {path} has format {manifest.get('format')}, this code reads {FORMAT_VERSION}")
+        if manifest.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"snapshot {path} has format {manifest.get('format')}; this code reads formats "
+                             f"{', '.join(map(str, READABLE_FORMATS))}: rebuild it (materialize the `snapshot` asset, "
+                             "or pipeline.simulator.snapshot.build_snapshot) with this version of websim")
         return cls(path, manifest)
 
 
@@ -257,6 +263,12 @@ def build_snapshot(
             _write_url_table(con, tmp / SERVE_DIR / "urls.arrow")
             timings["serve_files_s"] = time.perf_counter() - t0
 
+            t0 = time.perf_counter()
+            snippet_counts = build_snippet_map(_arrow_texts(tmp / SERVE_DIR / "pages.arrow"), tmp / SERVE_DIR,
+                                               STOPWORDS if index.stopwords else ())
+            timings["snippet_map_s"] = time.perf_counter() - t0
+            log(f"snippet term map: {snippet_counts['terms']} terms in {timings['snippet_map_s']:.1f} s")
+
             cur = con.execute(_COUNTS_SQL)
             counts = dict(zip([d[0] for d in cur.description], map(int, cur.fetchall()[0])))
             digest = hashlib.sha256(",".join(str(v) for v in con.execute(_FINGERPRINT_SQL).fetchall()[0]).encode())
@@ -282,6 +294,7 @@ def build_snapshot(
                       "bytes": dir_bytes(tmp / INDEX_DIR), "seconds": round(stats.seconds, 3)},
             "bytes": {"duckdb": (tmp / DUCKDB_FILE).stat().st_size, "serve": dir_bytes(tmp / SERVE_DIR),
                       "index": dir_bytes(tmp / INDEX_DIR)},
+            "snippets": {**snippet_counts, "stopwords": index.stopwords},
             "timings": {k: round(v, 3) for k, v in timings.items()},
             "versions": _versions(),
         }
@@ -381,6 +394,14 @@ def _write_url_table(con, path: Path) -> None:
     order = np.argsort(keys, kind="stable")
     table = table.take(pa.array(order)).add_column(0, "key", pa.array(keys[order]))
     _write_arrow(table.to_reader(max_chunksize=_BATCH_ROWS * 8), path)
+
+
+def _arrow_texts(path: Path) -> Iterator[str]:
+    import pyarrow as pa
+
+    with pa.memory_map(str(path), "r") as source:
+        for chunk in pa.ipc.open_file(source).read_all().column("text").chunks:
+            yield from chunk.to_pylist()
 
 
 def _index_docs(con) -> Iterator[tuple[int, str, str]]:

@@ -23,6 +23,7 @@ from pipeline.simulator.web import HttpSimulator, InvalidRequest, Simulator
 
 SITEMAP_PAGE_SIZE = 50
 MAX_TOOL_K = 10
+MAX_FIND_SHOWN = 5
 
 
 class WebTools:
@@ -116,6 +117,29 @@ class WebTools:
             lines += [f"- {link.title} <{link.url}>" for link in shown]
         return "\n".join(lines)
 
+    def find_in_page(self, url: str, text: str) -> str:
+        """Find a word or phrase in a web page: where it occurs, with the text around each place.
+
+        Args:
+            url: The address of the page.
+            text: The word or phrase to look for (case does not matter).
+
+        Returns:
+            How many times it occurs and, for the first places, the offset to read from and the text around it.
+        """
+        try:
+            resp = self._sim.find(url, text, max_matches=MAX_FIND_SHOWN, context_chars=120, **self._ids())
+        except (InvalidRequest, ValueError, TypeError) as exc:
+            return f"Error: {exc}"
+        if resp.status != 200:
+            return _status_error(resp.status, resp.error, "find_in_page", url)
+        if not resp.total:
+            return f'"{text}" does not occur in {resp.final_url} ({resp.title}).'
+        lines = [f'"{text}" occurs {resp.total} time(s) in {resp.final_url} ({resp.title}):']
+        lines += [f"- at offset {m.offset}: {m.snippet}" for m in resp.matches]
+        lines.append("[open_url(url, offset=...) reads the page from one of these offsets]")
+        return "\n".join(lines)
+
     def links(self, url: str) -> str:
         """List the links of a web page: where each one goes, its anchor text and how often readers followed it.
 
@@ -180,7 +204,7 @@ def _status_error(status: int, error: str | None, op: str, target: str = "") -> 
 
 def tool_functions(tools: WebTools) -> list[Callable[..., str]]:
     """The tool methods of `tools`, for `GRPOTrainer(tools=...)` or a chat template's `tools=`."""
-    return [tools.search, tools.open_url, tools.links, tools.sitemap]
+    return [tools.search, tools.open_url, tools.find_in_page, tools.links, tools.sitemap]
 
 
 def _fn(name: str, description: str, properties: dict, required: list[str]) -> dict:
@@ -200,6 +224,10 @@ TOOL_SCHEMAS: list[dict] = [
         "offset": {"type": "integer",
                    "description": "Where to start reading, in characters; long pages are shown in parts."},
     }, ["url"]),
+    _fn("find_in_page", "Find a word or phrase in a web page: where it occurs, with the text around each place.", {
+        "url": {"type": "string", "description": "The address of the page."},
+        "text": {"type": "string", "description": "The word or phrase to look for (case does not matter)."},
+    }, ["url", "text"]),
     _fn("links", "List the links of a web page: where each one goes, its anchor text and how often readers "
                  "followed it.", {
         "url": {"type": "string", "description": "The address of the page."},

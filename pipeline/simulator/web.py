@@ -21,10 +21,12 @@ HTTP client (`http_client`) are their own modules; their public names are re-exp
 from __future__ import annotations
 
 import functools
+import os
 import random
 import threading
 import time
 from datetime import timezone
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -35,7 +37,17 @@ from pipeline.simulator.calllog import CallLog
 from pipeline.simulator.http_client import HttpSimulator  # noqa: F401
 from pipeline.simulator.page_files import PAGE_COLUMNS, PageFiles  # noqa: F401
 from pipeline.simulator.responses import (  # noqa: F401
+    MAX_FIND_CONTEXT,
+    MAX_FIND_MATCHES,
+    MAX_FIND_TEXT_CHARS,
     MAX_K,
+    MAX_LINKS_LIMIT,
+    MAX_OFFSET,
+    MAX_READ_CHARS,
+    READ_CHARS,
+    FindMatch,
+    FindResponse,
+    ReadResponse,
     MAX_QUERY_CHARS,
     MAX_SITEMAP_LIMIT,
     MAX_SNIPPET_CHARS,
@@ -53,7 +65,8 @@ from pipeline.simulator.responses import (  # noqa: F401
     check_text,
 )
 from pipeline.simulator.search_index import make_snippet, open_index, query_terms
-from pipeline.simulator.snapshot import INDEX_DIR, Snapshot, resolve_snapshot
+from pipeline.simulator.snapshot import INDEX_DIR, SERVE_DIR, Snapshot, resolve_snapshot
+from pipeline.simulator.snippets import SnippetMap
 
 _SEARCH_COLUMNS = ("url", "title", "text")
 
@@ -101,10 +114,18 @@ class Simulator:
         cache_size: int = 4096,
         call_log: CallLog | bool | None = None,
     ):
+        import numpy as np
+
         self.snapshot = snapshot if isinstance(snapshot, Snapshot) else resolve_snapshot(snapshot, snapshots_root)
         self.snapshot_id = self.snapshot.id
         self.files = PageFiles(self.snapshot)
         self.index = open_index(self.snapshot.path / INDEX_DIR)
+        serve_dir = self.snapshot.path / SERVE_DIR
+        self._snippet_map = (SnippetMap(serve_dir, self.files.page_bytes, *self.files.page_spans["text"])
+                             if SnippetMap.exists(serve_dir) else None)
+        self._np = np
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self.default_k = check_int("default_k", default_k, 1, max_k)
         self.max_k = max_k
         self.snippet_chars = check_int("snippet_chars", snippet_chars, 0, MAX_SNIPPET_CHARS)
@@ -123,7 +144,8 @@ class Simulator:
         self._search_cached = cached(self._search_uncached)
         self._normalize = functools.lru_cache(maxsize=cache_size or 1)(normalize_url) if cache_size else normalize_url
         self._ops: dict[str, Callable[..., Any]] = {
-            "search": self._search, "fetch": self._fetch, "links": self._links, "sitemap": self._sitemap}
+            "search": self._search, "fetch": self._fetch, "links": self._links, "sitemap": self._sitemap,
+            "read": self._read, "find": self._find}
 
     # -- public API ------------------------------------------------------------------------
 
@@ -149,23 +171,100 @@ class Simulator:
         return self.call("sitemap", {"host": host, "prefix": prefix, "offset": offset, "limit": limit},
                          session=session, trajectory=trajectory)[0]
 
+    def read(self, url: str, offset: int = 0, max_chars: int | None = None, *, session: str | None = None,
+             trajectory: str | None = None) -> ReadResponse:
+        """Characters [offset, offset + max_chars) of the page at `url` (redirects followed), with `next_offset`."""
+        return self.call("read", {"url": url, "offset": offset, "max_chars": max_chars},
+                         session=session, trajectory=trajectory)[0]
+
+    def find(self, url: str, text: str, *, max_matches: int | None = None, context_chars: int | None = None,
+             session: str | None = None, trajectory: str | None = None) -> FindResponse:
+        """Where `text` occurs in the page at `url` (case and whitespace ignored): offsets to `read` at, with context."""
+        return self.call("find", {"url": url, "text": text, "max_matches": max_matches,
+                                  "context_chars": context_chars}, session=session, trajectory=trajectory)[0]
+
+    def access_pages(self, urls: list[str], *, session: str | None = None,
+                     trajectory: str | None = None) -> tuple[list[dict | None], float]:
+        """ASearcher's `/access`: for each URL its page {"url", "title", "contents", "id"} (redirects followed), or None
+        where this web has none (or the URL is not one); and the simulated delay to wait (not slept)."""
+        if not isinstance(urls, (list, tuple)):
+            raise InvalidRequest("urls must be a list of strings")
+        pages: list[dict | None] = []
+        delay = 0.0
+        for url in urls:
+            resp, d = self._resolved(url, session, trajectory)
+            delay += d
+            pages.append({"url": resp.final_url, "title": resp.title, "contents": resp.text, "id": str(resp.page_id)}
+                         if resp is not None and resp.status == 200 else None)
+        return pages, delay
+
     def hosts(self) -> list[dict]:
         """Every host in the snapshot with its number of pages, by name."""
         return [{"host": h, "pages": b - a} for h, (a, b) in sorted(self.files.hosts.items())]
+
+    def search_many(self, queries: list[str], k: int | None = None, *, snippet_chars: int | None = None,
+                    session: str | None = None, trajectory: str | None = None,
+                    threads: int | None = None) -> list[SearchResponse]:
+        """`search` for each of `queries` (a trainer's step at once), answers in the same order.
+
+        The queries are split between `threads` threads (default: the machine's cores); the index search and the
+        snippets release the GIL. An invalid query raises `InvalidRequest` before any is searched. With simulated
+        latency, the batch sleeps the sum of its calls' delays (the queries one after another, as over HTTP).
+        """
+        if not isinstance(queries, (list, tuple)):
+            raise InvalidRequest("queries must be a list of strings")
+        for query in queries:
+            check_text("query", query, MAX_QUERY_CHARS)
+        args = [{"query": q, "k": k, "snippet_chars": snippet_chars} for q in queries]
+        answers = self._map_calls("search", args, session, trajectory, threads)
+        delay = sum(d for _, d in answers)
+        if delay > 0:
+            time.sleep(delay)
+        return [resp for resp, _ in answers]
+
+    def _map_calls(self, op: str, args: list[dict], session: str | None, trajectory: str | None,
+                   threads: int | None = None) -> list[tuple[Any, float]]:
+        """`call(op, a, sleep=False)` for each `a` of `args`, split between threads; (response, delay) in order."""
+        n_threads = max(1, min(threads or os.cpu_count() or 1, len(args) // 8 or 1))
+        run = lambda part: [self.call(op, a, session=session, trajectory=trajectory, sleep=False)  # noqa: E731
+                            for a in part]
+        if n_threads == 1:
+            return run(args)
+        with self._pool_lock:
+            if self._pool is None or self._pool._max_workers < n_threads:
+                self._pool = ThreadPoolExecutor(max_workers=max(n_threads, os.cpu_count() or 1),
+                                                thread_name_prefix="websim-search")
+        size = -(-len(args) // n_threads)
+        futures = [self._pool.submit(run, args[i:i + size]) for i in range(0, len(args), size)]
+        return [answer for f in futures for answer in f.result()]
 
     def retrieve(self, queries: list[str], topk: int = 3, return_scores: bool = True, *,
                  passage_chars: int = 600, session: str | None = None, trajectory: str | None = None) -> dict:
         """Search-R1's retrieval-server answer: {"result": [[{"document": {...}, "score": s}, ...], ...]}.
 
         A document is {"id", "title", "text", "contents", "url"} with `contents` = '"Title"\\ntext', the
-        format of Search-R1's corpora; `text` is the best passage of the page (about 100 words).
+        format of Search-R1's corpora; `text` is the best passage of the page (about 100 words). A blank query
+        gets no documents (a model may emit "<search></search>").
         """
-        out = []
         topk = 3 if topk is None else topk  # null and absent agree, as over HTTP
-        for q in queries:
-            resp = self.search(q, topk, snippet_chars=passage_chars, session=session, trajectory=trajectory)
-            out.append(search_r1_documents(resp, return_scores))
-        return {"result": out}
+        result, delay = self.retrieve_lists(queries, topk, return_scores, passage_chars=passage_chars,
+                                            session=session, trajectory=trajectory)
+        if delay > 0:
+            time.sleep(delay)
+        return {"result": result}
+
+    def retrieve_lists(self, queries: list[str], topk: int, return_scores: bool, *, passage_chars: int = 600,
+                       session: str | None = None, trajectory: str | None = None) -> tuple[list[list[dict]], float]:
+        """`retrieve`'s result lists and the simulated delay to wait (not slept: the HTTP server awaits it)."""
+        for query in queries:
+            check_text("query", query, MAX_QUERY_CHARS, allow_empty=True)
+        todo = [i for i, q in enumerate(queries) if q.strip()]
+        answers = self._map_calls("search", [{"query": queries[i], "k": topk, "snippet_chars": passage_chars}
+                                             for i in todo], session, trajectory)
+        result: list[list[dict]] = [[] for _ in queries]
+        for i, (resp, _) in zip(todo, answers):
+            result[i] = search_r1_documents(resp, return_scores)
+        return result, sum(d for _, d in answers)
 
     def page_count(self) -> int:
         return self.files.num_pages
@@ -173,6 +272,9 @@ class Simulator:
     def close(self) -> None:
         if self.call_log is not None:
             self.call_log.flush()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     def __enter__(self) -> "Simulator":
         return self
@@ -228,15 +330,20 @@ class Simulator:
 
     def _search_uncached(self, query: str, k: int, snippet_chars: int) -> SearchResponse:
         hits = self.index.search(query, k)
-        terms = query_terms(query)
-        results = []
-        for rank, (page_id, score) in enumerate(hits, 1):
-            page = self.files.page(page_id, _SEARCH_COLUMNS)
-            if page is None:
-                continue
-            snippet = make_snippet(page["text"], terms, snippet_chars) if snippet_chars else ""
-            results.append(SearchResult(rank, page["url"], page["title"], snippet, round(score, 4), page_id))
-        return SearchResponse(200, query, results)
+        ranked = [(rank, row, pid, score) for rank, (row, (pid, score))
+                  in enumerate(zip(self.files.rows_of([pid for pid, _ in hits]), hits), 1) if row is not None]
+        rows = self._np.fromiter((row for _, row, _, _ in ranked), dtype=self._np.int64, count=len(ranked))
+        urls, titles = self.files.urls_titles(rows)
+        snippets = self._snippets(rows, query_terms(query), snippet_chars) if snippet_chars else [""] * len(rows)
+        return SearchResponse(200, query, [SearchResult(rank, url, title, snippet, round(score, 4), pid)
+                                           for (rank, _, pid, score), url, title, snippet
+                                           in zip(ranked, urls, titles, snippets)])
+
+    def _snippets(self, rows, terms: list[str], max_chars: int) -> list[str]:
+        if self._snippet_map is not None:
+            return self._snippet_map.snippets(rows, terms, max_chars)
+        # A format-1 snapshot has no term map: scan the texts (slower, the same kind of snippet).
+        return [make_snippet(text, terms, max_chars) for text in self.files.strings(rows.tolist(), "text")]
 
     def _fetch(self, url: Any) -> FetchResponse:
         url = check_text("url", url, MAX_URL_CHARS)
@@ -270,6 +377,64 @@ class Simulator:
                              text=page["text"], outlinks=self._outlinks(page["page_id"], 1_000_000)[0],
                              page_id=page["page_id"])
 
+    def _resolved(self, url: Any, session: str | None = None, trajectory: str | None = None,
+                  ) -> tuple[FetchResponse | None, float]:
+        """Fetch `url` following simulated redirects (5 hops at most), each hop a logged call; None for a URL that is
+        not one (wrong type, empty, binary)."""
+        delay = 0.0
+        for _ in range(6):
+            try:
+                resp, d = self.call("fetch", {"url": url}, session=session, trajectory=trajectory, sleep=False)
+            except InvalidRequest:
+                return None, delay
+            delay += d
+            if resp.status not in (301, 302, 303, 307, 308) or "location" not in resp.headers:
+                return resp, delay
+            url = resp.headers["location"]
+        return resp, delay
+
+    def _page_for(self, url: Any) -> FetchResponse:
+        """The page at `url` for reading tools, redirects followed (an invalid URL raises InvalidRequest)."""
+        url = check_text("url", url, MAX_URL_CHARS)
+        for _ in range(6):
+            resp = self._fetch(url)
+            if resp.status not in (301, 302, 303, 307, 308) or "location" not in resp.headers:
+                return resp
+            url = resp.headers["location"]
+        return resp
+
+    def _read(self, url: Any, offset: Any = 0, max_chars: Any = None) -> ReadResponse:
+        offset = check_int("offset", offset, 0, MAX_OFFSET)
+        max_chars = READ_CHARS if max_chars is None else check_int("max_chars", max_chars, 1, MAX_READ_CHARS)
+        page = self._page_for(url)
+        if page.status != 200:
+            return ReadResponse(page.status, page.url, error=page.error)
+        text = page.text[offset:offset + max_chars]
+        end = offset + len(text)
+        return ReadResponse(200, page.url, page.final_url, page.title, offset, text, len(page.text),
+                            end if end < len(page.text) else None, page.page_id)
+
+    def _find(self, url: Any, text: Any, max_matches: Any = None, context_chars: Any = None) -> FindResponse:
+        import re
+
+        text = check_text("text", text, MAX_FIND_TEXT_CHARS)
+        max_matches = 10 if max_matches is None else check_int("max_matches", max_matches, 1, MAX_FIND_MATCHES)
+        context = 100 if context_chars is None else check_int("context_chars", context_chars, 0, MAX_FIND_CONTEXT)
+        page = self._page_for(url)
+        if page.status != 200:
+            return FindResponse(page.status, page.url, text, error=page.error)
+        # Case-insensitive, and any run of whitespace matches any other: a phrase copied from a snippet is found.
+        pattern = re.compile(r"\s+".join(re.escape(w) for w in text.split()), re.IGNORECASE)
+        body = page.text
+        matches, total = [], 0
+        for m in pattern.finditer(body):
+            total += 1
+            if len(matches) < max_matches:
+                a, b = max(0, m.start() - context), min(len(body), m.end() + context)
+                snippet = ("…" if a > 0 else "") + " ".join(body[a:b].split()) + ("…" if b < len(body) else "")
+                matches.append(FindMatch(m.start(), snippet))
+        return FindResponse(200, page.url, text, page.final_url, page.title, total, matches, page.page_id)
+
     def _outlinks(self, page_id: int, limit: int) -> tuple[list[Link], int]:
         rows, total = self.files.outlinks(page_id, limit)
         meta = self.files.meta([r["dst_id"] for r in rows])
@@ -281,7 +446,7 @@ class Simulator:
         url = check_text("url", url, MAX_URL_CHARS)
         if not isinstance(backlinks, bool):
             raise InvalidRequest("backlinks must be true or false")
-        limit = check_int("limit", limit, 1, 100_000)
+        limit = check_int("limit", limit, 1, MAX_LINKS_LIMIT)
         norm = self._normalize(url)
         if norm is None:
             return LinksResponse(400, url, error="not an absolute http(s) URL")
@@ -363,6 +528,10 @@ def _failure(op: str, args: dict) -> Any:
         return FetchResponse(503, str(args.get("url", "")), {"retry-after": "1"}, error=err)
     if op == "links":
         return LinksResponse(503, str(args.get("url", "")), error=err)
+    if op == "read":
+        return ReadResponse(503, str(args.get("url", "")), error=err)
+    if op == "find":
+        return FindResponse(503, str(args.get("url", "")), str(args.get("text", "")), error=err)
     return SitemapResponse(503, str(args.get("host", "")), error=err)
 
 
@@ -377,6 +546,8 @@ def _result_refs(resp: Any) -> tuple[list[int], list[str]]:
         return [link.page_id for link in resp.outlinks], []
     if isinstance(resp, SitemapResponse):
         return [], [e.url for e in resp.entries]
+    if isinstance(resp, (ReadResponse, FindResponse)) and resp.page_id is not None:
+        return [resp.page_id], [resp.final_url or resp.url]
     return [], []
 
 

@@ -44,7 +44,8 @@ def test_manifest_describes_the_build(small_snapshot, small_store):
     assert m["counts"]["edges"] == len(EDGES) + 1  # + example.org home -> /docs/intro (old-docs resolves to it too)
     assert m["counts"]["hosts"] == 3
     assert m["index"]["kind"] == "tantivy" and m["index"]["docs"] == n_pages and m["index"]["bytes"] > 0
-    assert set(m["timings"]) == {"copy_s", "serve_files_s", "index_s"}
+    assert set(m["timings"]) == {"copy_s", "serve_files_s", "snippet_map_s", "index_s"}
+    assert m["format"] == 2 and m["snippets"]["pages"] == n_pages and m["snippets"]["terms"] > n_pages
 
 
 def test_snapshot_duckdb_is_a_read_only_copy_of_the_store(small_snapshot, small_store):
