@@ -140,7 +140,7 @@ class LLMResource(dg.ConfigurableResource):
 _BACKEND_ONLY_OPTIONS = {
     "vllm": {"engine_args", "compact_json"},
     "openai": {"api_key", "api_key_env", "max_concurrency", "timeout_s", "connect_timeout_s", "max_retries",
-               "backoff_s", "max_backoff_s", "json_mode", "extra_body"},
+               "json_mode", "extra_body"},
     "transformers": {"dtype", "device", "max_model_len", "num_threads"},
 }
 

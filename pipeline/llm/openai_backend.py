@@ -1,9 +1,12 @@
 """The OpenAI-compatible backend: any server speaking `/v1/chat/completions` and `/v1/completions` (vLLM's
 API server, `vllm serve`, SGLang, llama.cpp server, a router in front of a fleet of them).
 
-Each request is one HTTP call; up to `max_concurrency` run at once (the server batches them). Failures:
-- 429, 5xx, timeouts and dropped connections are retried with exponential backoff (honouring `Retry-After`),
-  `max_retries` times;
+Each request is one HTTP call through the `openai` SDK's client; up to `max_concurrency` run at once (the server
+batches them). Failures:
+- 408, 409, 429, 5xx, timeouts and dropped connections are retried `max_retries` times by the SDK: exponential
+  backoff from 0.5 s to 8 s with jitter, or the server's `Retry-After` / `retry-after-ms` when it gives one (up to
+  120 s; a longer one is not waited for), and `x-should-retry` obeyed. The SDK replaced websim's own retry loop on
+  httpx: the same statuses, and it reads the HTTP-date and millisecond forms of the header, which websim's did not;
 - another 4xx (e.g. a prompt longer than the context) fails that item alone (`error="backend_error: HTTP
   400 ..."`); the rest of the batch goes on;
 - a server that cannot be reached at all raises one `LLMUnavailableError` naming the URL: checked once, fast,
@@ -21,9 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 from urllib.parse import urlsplit
@@ -33,7 +34,6 @@ from .base import Backend, Completion, LLMError, LLMUnavailableError, Prompt, Re
 logger = logging.getLogger(__name__)
 
 DEFAULT_API_KEY_ENV = "WEBSIM_OPENAI_API_KEY"
-RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
 class RequestRejected(LLMError):
@@ -70,8 +70,6 @@ class OpenAIBackend(Backend):
         timeout_s: float = 300.0,
         connect_timeout_s: float = 5.0,
         max_retries: int = 4,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 30.0,
         json_mode: str = "response_format",
         extra_body: dict[str, Any] | None = None,
         batch_size: int = 64,
@@ -90,8 +88,6 @@ class OpenAIBackend(Backend):
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_retries = max(0, int(max_retries))
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
         self.json_mode = json_mode
         self.extra_body = dict(extra_body or {})
         self._client = None
@@ -103,20 +99,20 @@ class OpenAIBackend(Backend):
         return self.api_key or os.environ.get(self.api_key_env) or os.environ.get("OPENAI_API_KEY")
 
     def start(self) -> None:
-        """Open the connection pool, check the server answers, and learn the model name if none was given."""
+        """Build the SDK client, check the server answers, and learn the model name if none was given."""
         with self._start_lock:
             if self._client is not None:
                 return
-            import httpx
+            import httpx2
+            import openai
 
-            headers = {"Content-Type": "application/json"}
-            key = self._resolve_api_key()
-            if key:
-                headers["Authorization"] = f"Bearer {key}"
-            client = httpx.Client(
-                headers=headers,
-                timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
-                limits=httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency),
+            client = openai.OpenAI(
+                base_url=self.base_url,
+                api_key=self._resolve_api_key() or "EMPTY",  # a local server wants none; the SDK wants a string
+                max_retries=self.max_retries,
+                timeout=openai.Timeout(self.timeout_s, connect=self.connect_timeout_s),
+                http_client=openai.DefaultHttpx2Client(limits=httpx2.Limits(
+                    max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)),
             )
             try:
                 models = self._probe(client)
@@ -133,30 +129,24 @@ class OpenAIBackend(Backend):
             self._client = client
 
     def _probe(self, client) -> list[str]:
-        """`GET /models`, with two quick retries: a refused connection should fail in a second, not minutes."""
-        import httpx
+        """`GET /models`, two quick retries: a refused connection should fail in a second or two, not minutes."""
+        import openai
 
-        url = f"{self.base_url}/models"
-        last: Exception | None = None
-        for attempt in range(3):
-            try:
-                response = client.get(url, timeout=httpx.Timeout(10.0, connect=self.connect_timeout_s))
-            except httpx.TransportError as exc:
-                last = exc
-                time.sleep(0.2 * 2**attempt)
-                continue
-            if response.status_code in (401, 403):
-                raise LLMUnavailableError(
-                    f"the server at {self.base_url} refused the API key (HTTP {response.status_code}); "
-                    f"set {self.api_key_env} or OPENAI_API_KEY"
-                )
-            if response.status_code >= 400:  # some servers have no /models: not fatal if a model was named
-                return []
-            try:
-                return [m["id"] for m in response.json().get("data", [])]
-            except (ValueError, KeyError, TypeError):
-                return []
-        raise LLMUnavailableError(f"no OpenAI-compatible server reachable at {self.base_url}: {last!r}")
+        try:
+            page = client.with_options(max_retries=2, timeout=openai.Timeout(10.0, connect=self.connect_timeout_s))\
+                .get("/models", cast_to=object)
+        except openai.APIConnectionError as exc:
+            raise LLMUnavailableError(f"no OpenAI-compatible server reachable at {self.base_url}: {exc!r}") from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise LLMUnavailableError(
+                f"the server at {self.base_url} refused the API key (HTTP {exc.status_code}); "
+                f"set {self.api_key_env} or OPENAI_API_KEY") from None
+        except openai.APIStatusError:  # some servers have no /models: not fatal if a model was named
+            return []
+        try:
+            return [m["id"] for m in page.get("data", [])]
+        except (AttributeError, KeyError, TypeError):
+            return []
 
     def close(self) -> None:
         if self._client is not None:
@@ -204,35 +194,24 @@ class OpenAIBackend(Backend):
         return path, body
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST with retries on 429/5xx/timeouts/connection errors and exponential backoff."""
-        import httpx
+        """POST through the SDK client, which retries 408/409/429/5xx, timeouts and dropped connections."""
+        import openai
 
         self.start()
-        url = f"{self.base_url}{path}"
-        last: str = ""
-        connect_failures = 0
-        for attempt in range(self.max_retries + 1):
-            retry_after = None
-            try:
-                response = self._client.post(url, json=body)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                connect_failures += 1
-                last = f"{type(exc).__name__}: {exc}"
-            except httpx.TransportError as exc:  # read timeout, dropped connection, ...
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code < 400:
-                    return response.json()
-                last = f"HTTP {response.status_code}: {response.text[:300]}"
-                if response.status_code not in RETRY_STATUS:
-                    raise RequestRejected(last)
-                retry_after = _retry_after(response)
-            if attempt < self.max_retries:
-                delay = retry_after if retry_after is not None else self.backoff_s * 2**attempt
-                time.sleep(min(self.max_backoff_s, delay) * (1 + 0.1 * random.random()))
-        if connect_failures == self.max_retries + 1:
-            raise LLMUnavailableError(f"OpenAI-compatible server at {self.base_url} went away: {last}")
-        raise LLMError(f"{url} failed after {self.max_retries + 1} attempts: {last}")
+        try:
+            data = self._client.post(path, body=body, cast_to=object)
+        except openai.APITimeoutError as exc:
+            raise LLMError(f"{self.base_url}{path} timed out after {self.max_retries + 1} attempts: {exc}") from None
+        except openai.APIConnectionError as exc:
+            raise LLMUnavailableError(f"OpenAI-compatible server at {self.base_url} went away: {exc!r}") from None
+        except openai.APIStatusError as exc:
+            detail = f"HTTP {exc.status_code}: {exc.response.text[:300]}"
+            if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
+                raise LLMError(f"{self.base_url}{path} failed after {self.max_retries + 1} attempts: {detail}") from None
+            raise RequestRejected(detail) from None
+        if not isinstance(data, dict):
+            raise LLMError(f"{self.base_url}{path} answered {type(data).__name__}, not a JSON object")
+        return data
 
     def _one(self, request: Request) -> list[Completion]:
         path, body = self.body(request)
@@ -256,14 +235,6 @@ class OpenAIBackend(Backend):
                 for f in futures:
                     f.cancel()
                 raise
-
-
-def _retry_after(response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _completions(data: dict[str, Any], n: int) -> list[Completion]:

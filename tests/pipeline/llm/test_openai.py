@@ -96,7 +96,7 @@ def _reply(text: str) -> dict:
 class FlakyServer:
     """Answers 503 (then 429 with Retry-After) a set number of times before 200; 400 for "bad" prompts."""
 
-    def __init__(self, failures: list[int]):
+    def __init__(self, failures: list[int], retry_after: str = "0", retry_after_ms: str | None = None):
         self.failures = list(failures)
         self.posts = 0
         owner = self
@@ -126,7 +126,10 @@ class FlakyServer:
                     return self._send(400, {"error": "bad request"})
                 if owner.failures:
                     status = owner.failures.pop(0)
-                    return self._send(status, {"error": "busy"}, [("Retry-After", "0")] if status == 429 else ())
+                    headers = [("Retry-After", retry_after)] if status == 429 else []
+                    if retry_after_ms is not None:
+                        headers.append(("retry-after-ms", retry_after_ms))
+                    return self._send(status, {"error": "busy"}, headers)
                 self._send(200, _reply("ok"))
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -142,8 +145,8 @@ class FlakyServer:
 def flaky():
     servers = []
 
-    def make(failures):
-        servers.append(FlakyServer(failures))
+    def make(failures, **headers):
+        servers.append(FlakyServer(failures, **headers))
         return servers[-1]
 
     yield make
@@ -154,21 +157,35 @@ def flaky():
 def test_503_twice_then_200_is_retried(flaky, monkeypatch):
     monkeypatch.setenv("WEBSIM_OPENAI_API_KEY", "sk-test")
     server = flaky([503, 503])
-    backend = OpenAIBackend(server.url, backoff_s=0.01)
+    backend = OpenAIBackend(server.url)
     out = backend.generate([[{"role": "user", "content": "hi"}]], SamplingParams(max_tokens=4))
     assert out[0].ok and out[0].text == "ok" and out[0].completion_tokens == 2
     assert server.posts == 3 and server.auth == "Bearer sk-test"
 
 
-def test_429_with_retry_after_is_retried(flaky):
-    server = flaky([429])
-    out = OpenAIBackend(server.url, backoff_s=5.0).generate([[{"role": "user", "content": "hi"}]])
-    assert out[0].text == "ok" and server.posts == 2  # Retry-After: 0 wins over the 5 s backoff
+def test_429_with_retry_after_is_retried_after_the_servers_delay(flaky):
+    server = flaky([429], retry_after="1.5")
+    backend = OpenAIBackend(server.url)
+    backend.start()  # the SDK's import and the probe are not part of the wait
+    started = time.monotonic()
+    out = backend.generate([[{"role": "user", "content": "hi"}]])
+    waited = time.monotonic() - started
+    assert out[0].text == "ok" and server.posts == 2
+    assert 1.5 <= waited < 5  # the server's 1.5 s, not the SDK's 0.5 s first backoff
+
+
+def test_retry_after_in_milliseconds_is_honoured(flaky):
+    server = flaky([503, 503], retry_after_ms="50")
+    backend = OpenAIBackend(server.url)
+    backend.start()
+    started = time.monotonic()
+    out = backend.generate([[{"role": "user", "content": "hi"}]])
+    assert out[0].ok and server.posts == 3 and time.monotonic() - started < 1.0  # 2 x 50 ms, not 0.5 s + 1 s
 
 
 def test_persistent_5xx_and_4xx_fail_their_items_only(flaky):
     server = flaky([500] * 3)
-    backend = OpenAIBackend(server.url, backoff_s=0.01, max_retries=2, max_concurrency=1)
+    backend = OpenAIBackend(server.url, max_retries=2, max_concurrency=1)
     chats = [[{"role": "user", "content": c}] for c in ("first", "bad one", "third")]
     out = backend.generate(chats)
     assert out[0].error.startswith("backend_error") and "HTTP 500" in out[0].error  # 3 attempts, all 500
