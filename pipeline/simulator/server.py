@@ -8,20 +8,29 @@ Endpoints (JSON in, JSON out; GET takes query parameters, POST a JSON object):
     GET|POST /fetch    url
     GET|POST /links    url, backlinks, limit
     GET|POST /sitemap  host, prefix, offset, limit
+    GET|POST /read     url, offset, max_chars      a window of a long page, with next_offset
+    GET|POST /find     url, text, max_matches, context_chars   where a phrase occurs in a page
     GET  /hosts                            every host with its page count
     POST /retrieve     {"queries": [...], "topk": 3, "return_scores": true}   (Search-R1's retrieval server)
+    POST /access       {"urls": [...]} -> {"result": [page | null]}          (ASearcher's page access)
+
+Requests are validated by pydantic models: POST bodies strictly (a "5" is not an integer), query strings laxly, and
+/retrieve and /access as laxly as the pydantic servers of Search-R1 and ASearcher (`"return_scores": "true"` is
+true), so that their clients work unchanged. Answers are encoded with orjson, response dataclasses as they are.
 
 HTTP status says whether the request was valid and served: 200 with the simulated answer in the body
 (whose own `status` is the simulated web's: 200, 301, 404, 503 for an injected failure), 400 for invalid
-input (wrong types, out of range, empty, binary, not a URL, not JSON, integers over 4,300 digits, nesting
-deeper than the parser allows), 404/405 for an unknown route or method, 408 for a body that does not arrive
-within `body_timeout_s` (fewer bytes than its Content-Length), 413 for a body over 1 MB or an answer over
-`MAX_RESPONSE_BYTES` / a `/retrieve` batch asking for more than `MAX_RETRIEVE_DOCS` documents, 500 (logged) for
-a bug. Every error body is `{"error": <the reason>, "status": <code>}`. HEAD is GET without the body. A
-simulated 301 is never an HTTP redirect: clients must not follow links out of the simulation.
+input with the reason (wrong types, out of range, empty, binary, not a URL, not JSON, integers over 4,300 digits,
+nesting deeper than the parser allows, more than `MAX_RETRIEVE_QUERIES` queries), 404/405 for an unknown route or
+method, 408 for a body that does not arrive within `body_timeout_s` (fewer bytes than its Content-Length), 413 for
+a body over `MAX_BODY_BYTES` or an answer over `MAX_RESPONSE_BYTES` / a `/retrieve` batch asking for more than
+`MAX_RETRIEVE_DOCS` documents, 500 (logged) for a bug. Every error body is `{"error": <the reason>, "status":
+<code>}`. HEAD is GET without the body. A simulated 301 is never an HTTP redirect: clients must not follow links out
+of the simulation.
 
-The simulator's work (searches, page reads, JSON encoding) runs in a thread pool, never on the event loop: a
-large `/retrieve` batch does not hold up `/healthz` or other clients.
+A single call (a search, a fetch) runs on the event loop: it takes a fraction of a millisecond, less than a hop to a
+thread would add. Batches (/retrieve, /access) run in the thread pool, split between the simulator's search
+threads, so a GRPO step's 2,560 queries do not hold up `/healthz` or other clients.
 
 Callers name themselves for the call log with headers `X-Websim-Session` / `X-Websim-Trajectory` or
 body fields `session` / `trajectory`.
