@@ -131,6 +131,15 @@ def _headline(results: dict) -> list[str]:
     grpo = _metadata(results.get("training"), "grpo_model")
     if grpo:
         lines.append(f"GRPO model: {grpo.get('model_dir')} (mean rewards {grpo.get('reward_means')})")
+    report_sft = _metadata(results.get("training"), "report_sft_model")
+    if report_sft:
+        lines.append("report SFT model: skipped" if report_sft.get("skipped") else
+                     f"report SFT model: {report_sft.get('model_dir')} ({report_sft.get('dagster/row_count')} traces, "
+                     f"loss {report_sft.get('first_loss')} -> {report_sft.get('last_loss')})")
+    report_grpo = _metadata(results.get("training"), "report_grpo_model")
+    if report_grpo:
+        lines.append("report GRPO model: skipped" if report_grpo.get("skipped") else
+                     f"report GRPO model: {report_grpo.get('model_dir')} (mean rewards {report_grpo.get('reward_means')})")
     ev = _metadata(results.get("training"), "evaluation")
     if ev:
         lines.append(f"evaluation on {ev.get('questions')} eval questions: {ev.get('results')}")
@@ -172,7 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = {}
     for job_name, what in (("store_build", "pages, link graph, snapshot"),
                            ("synthesis", "report tasks and hard questions, with the configured model"),
-                           ("training", "SFT traces, SFT, GRPO, evaluation")):
+                           ("training", "SFT traces, SFT, GRPO, report SFT, report GRPO, evaluation")):
         if job_name == "training" and not _train_questions():
             print("training: skipped, no verified train question in datasets/hard_queries (see the hard_queries "
                   "asset's rejections; a stronger model through the llm resource raises the yield)", flush=True)
