@@ -2,7 +2,8 @@
 
 Records in, rows out: `read_warc` yields captures, redirects and rejections; `extract_many` turns
 captures into text and links on all cores under a per-page time limit; everything that is dropped
-is a counted, recorded rejection. The partition is replaced whole (see `Store.partition_writer`).
+is a counted, recorded rejection. The partition is replaced whole, in files of its own (see
+`Store.partition_writer`), so any number of files ingest at once.
 """
 
 from __future__ import annotations
@@ -80,9 +81,13 @@ def ingest_warc(
     workers: int = 2,
     timeout_s: float = 30.0,
     max_payload_bytes: int = 5_000_000,
+    max_captures: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
-    """Read, extract and store one WARC file as partition `partition` (default: the file name)."""
+    """Read, extract and store one WARC file as partition `partition` (default: the file name).
+
+    `max_captures` stops reading after that many HTML captures (a quick look at a big file; the partition then
+    holds that prefix of it, and its stats say `truncated_at_captures`)."""
     from pipeline.ingest.extract import ExtractionError, check_main_guard, extract_many
     from pipeline.ingest.warc import WarcCapture, WarcRedirect, WarcRejection, read_warc
 
@@ -99,8 +104,13 @@ def ingest_warc(
         def captures() -> Iterator[tuple[str, str]]:
             # Redirects and rejections are written as the reader meets them; captures go on to
             # extraction, which reads this generator lazily and answers in order.
+            fed = 0
             for item in read_warc(path, max_payload_bytes=max_payload_bytes, counters=reader_counts):
                 if isinstance(item, WarcCapture):
+                    if max_captures is not None and fed >= max_captures:
+                        report.counts["truncated_at_captures"] = max_captures
+                        return
+                    fed += 1
                     pending.append(item)
                     yield item.html, item.url
                 elif isinstance(item, WarcRedirect):
