@@ -175,9 +175,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     print(f"websim ({args.profile} profile): {len(warcs)} WARC files, {len(clicks)} clickstream files -> "
           f"{store.get().path}")
+    timings: list[tuple[str, str, float]] = []
+    t0 = time.perf_counter()
     _materialize_partitions(defs, instance, "warc_ingest", "warc_files", warcs, args.verbose, configs["warc_ingest"])
+    timings.append(("warc_ingest", f"warc_pages ({len(warcs)} partitions)", time.perf_counter() - t0))
+    t0 = time.perf_counter()
     _materialize_partitions(defs, instance, "clickstream_ingest", "clickstream_files", clicks, args.verbose,
                             configs["clickstream_ingest"])
+    timings.append(("clickstream_ingest", f"clickstream ({len(clicks)} partitions)", time.perf_counter() - t0))
     results = {}
     for job_name, what in (("store_build", "pages, link graph, snapshot"),
                            ("synthesis", "report tasks and hard questions, with the configured model"),
@@ -190,6 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         step_started = time.perf_counter()
         results[job_name] = _run_job(defs, instance, job_name, verbose=args.verbose, run_config=configs[job_name])
         print(f"  {job_name} done in {time.perf_counter() - step_started:.0f} s", flush=True)
+        timings += [(job_name, step, seconds) for step, seconds in step_times(instance, results[job_name])]
     counts = store.get().counts()
     print(f"\nstore: {store.get().path}")
     for table in ("pages", "url_aliases", "link_graph", "clickstream", "rejects"):
@@ -204,8 +210,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in _headline(results):
         print(f"  {line}")
     print(f"dagster runs: DAGSTER_HOME={os.environ['DAGSTER_HOME']} (open with `make ui`)")
-    print(f"done in {time.perf_counter() - started:.0f} s")
+    total = time.perf_counter() - started
+    print(f"\ntime per asset (load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end):")
+    print(timing_table(timings, total))
+    print(f"done in {total:.0f} s")
     return 0
+
+
+def step_times(instance, result) -> list[tuple[str, float]]:
+    """(step, seconds) of every step of a finished run, in the order they started."""
+    stats = [s for s in instance.get_run_step_stats(result.run_id) if s.start_time and s.end_time]
+    return [(s.step_key, s.end_time - s.start_time) for s in sorted(stats, key=lambda s: s.start_time)]
+
+
+def timing_table(timings: list[tuple[str, str, float]], total: float) -> str:
+    """A Markdown table of (job, step, seconds) with each step's share of `total`."""
+    lines = ["| job | asset | minutes | share |", "|---|---|---|---|"]
+    for job, step, seconds in timings:
+        lines.append(f"| {job} | {step} | {seconds / 60:.1f} | {seconds / total:.0%} |")
+    lines.append(f"| all | | {total / 60:.1f} | 100% |")
+    return "\n".join(lines)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

@@ -158,3 +158,24 @@ def test_serve_call_log_switch(flag, logged, small_snapshot, monkeypatch):
     assert main(["serve", "--snapshot", str(small_snapshot.path), "--port", str(port), *flag]) == 0
     (snapshot, kwargs), = calls
     assert snapshot == small_snapshot.path and kwargs["log_calls"] is logged and kwargs["port"] == port
+
+
+def test_the_timing_table_has_every_step_of_a_run():
+    import dagster as dg
+
+    from assets.cli import step_times, timing_table
+
+    @dg.asset
+    def first():
+        return 1
+
+    @dg.asset
+    def second(first):
+        return first + 1
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([first, second], instance=instance)
+    steps = step_times(instance, result)
+    assert [name for name, _ in steps] == ["first", "second"] and all(s >= 0 for _, s in steps)
+    table = timing_table([("j", name, 30.0) for name, _ in steps], 120.0)
+    assert "| j | first | 0.5 | 25% |" in table and table.endswith("| all | | 2.0 | 100% |")
