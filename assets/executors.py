@@ -14,9 +14,9 @@ deployment it serves) and returns one of Dagster's own executors; websim adds no
 
 The cluster executors come from the optional extra `cluster` and are imported only when chosen. Every step,
 wherever it runs, gets the `WEBSIM_*` settings of the code location (`FORWARDED_ENV`) and, on docker and k8s,
-the data dir mounted at the same path, so the store, snapshots and caches are one shared folder. The store's lock
-file (`store.duckdb.lock`, a `flock` on the shared data dir) serialises store writers under every executor.
-See docs/scale-out.md.
+the data dir mounted at the same path, so the store, snapshots and caches are one shared folder. Each ingest
+partition writes files of its own there (`store.parts/`), so ingest steps run side by side under every executor;
+only writers of the same partition queue (its lock file). See docs/scale-out.md.
 """
 
 import os
