@@ -81,6 +81,7 @@ def test_report_sft_then_report_grpo_from_a_grpo_model(resources, report_dir, qu
 
     # a stand-in first round: the tiny model as the GRPO run's model, with the run config that names its snapshot
     grpo_run = tmp_path / "grpo-run"
+    grpo_run.mkdir()
     (grpo_run / "model").symlink_to(tiny_model, target_is_directory=True)
     write_run_config(GRPORunConfig(questions=str(questions_dir), snapshot=str(small_snapshot.path),
                                    output_dir=str(grpo_run)), grpo_run)
