@@ -11,6 +11,8 @@ that page only (reasons "timeout", "parse_error", "empty_text"), so one bad page
 from __future__ import annotations
 
 import bisect
+import copy
+import functools
 import multiprocessing
 import os
 import re
@@ -47,14 +49,23 @@ _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f][\"'\u201d\u2019)\]]*\s+")
 _CJK_SENTENCE_END = re.compile(r"[\u3002\uff01\uff1f]")
 
 
+class _HtmlElement(lxml_html.HtmlElement):
+    """lxml.html's element with `text_content` from libxml2's text serialiser instead of an XPath `string()`
+    evaluation: the same string (the golden test holds it to that on the sample pages), and trafilatura asks
+    for it some 300 times per page (8% of extraction)."""
+
+    def text_content(self):
+        return etree.tostring(self, method="text", encoding="unicode", with_tail=False)
+
+
 def _html_parser(**options) -> etree.HTMLParser:
     """lxml.html's parser settings with a C-level element class lookup: lxml.html's own lookup is a
     Python method called for every element proxy (~1,000 per page, 9% of extraction). Every element is
-    an `HtmlElement` (no form/input subclasses, which neither extraction nor the link pass uses)."""
+    an `_HtmlElement` (no form/input subclasses, which neither extraction nor the link pass uses)."""
     parser = etree.HTMLParser(collect_ids=False, default_doctype=False, remove_comments=True, remove_pis=True,
                               **options)
     parser.set_element_class_lookup(etree.ElementDefaultClassLookup(
-        element=lxml_html.HtmlElement, comment=lxml_html.HtmlComment, pi=lxml_html.HtmlProcessingInstruction,
+        element=_HtmlElement, comment=lxml_html.HtmlComment, pi=lxml_html.HtmlProcessingInstruction,
         entity=lxml_html.HtmlEntity))
     return parser
 
@@ -158,13 +169,12 @@ def main_content(html: str, parsed: etree._Element, url: str, *, fast: bool = Fa
     """
     from trafilatura.core import trafilatura_sequence
     from trafilatura.metadata import Document, examine_meta, extract_meta_json, extract_title, extract_url
-    from trafilatura.settings import DEFAULT_CONFIG, Extractor
     from trafilatura.utils import is_dubious_html, load_html, repair_faulty_html
     from trafilatura.xml import xmltotxt
     from htmldate import find_date
 
-    options = Extractor(config=DEFAULT_CONFIG, output_format="python", fast=fast, comments=False, tables=True,
-                        url=url, with_metadata=True, date_params=_DATE_PARAMS)
+    options = copy.copy(_extractor(fast))  # cheaper than Extractor(...), which reads its config each time
+    options.url, options.source = url, url and url.encode("utf-8", "replace").decode("utf-8")
     beginning = html[:50].lower()
     if parsed.getparent() is None and len(parsed) >= 1 and repair_faulty_html(html, beginning) == html:
         tree = parsed
@@ -197,6 +207,16 @@ def main_content(html: str, parsed: etree._Element, url: str, *, fast: bool = Fa
         return None
     doc.text = xmltotxt(body, options.formatting)
     return doc
+
+
+@functools.lru_cache(maxsize=2)
+def _extractor(fast: bool):
+    """trafilatura's options for `bare_extraction(with_metadata=True, include_comments=False, include_tables=True,
+    date_extraction_params=_DATE_PARAMS, fast=fast)`, without a URL."""
+    from trafilatura.settings import DEFAULT_CONFIG, Extractor
+
+    return Extractor(config=DEFAULT_CONFIG, output_format="python", fast=fast, comments=False, tables=True,
+                     with_metadata=True, date_params=_DATE_PARAMS)
 
 
 def page_language(tree: etree._Element) -> str | None:
@@ -254,7 +274,8 @@ def extract_links(html: str | etree._Element, base_url: str) -> list[Link]:
 
     contexts: dict[etree._Element, str] = {}
     for block, anchors in by_block.items():
-        contexts.update(_block_contexts(block, anchors))
+        if len(anchors) > 1 or not _is_bare_link(block, next(iter(anchors))):
+            contexts.update(_block_contexts(block, anchors))
 
     links, seen = [], set()
     for a, url, anchor in found:
@@ -270,6 +291,13 @@ def extract_links(html: str | etree._Element, base_url: str) -> list[Link]:
 
 def _collapse(text: str) -> str:
     return _WS.sub(" ", text).strip()
+
+
+def _is_bare_link(block: etree._Element, a: etree._Element) -> bool:
+    """The block holds the anchor and nothing else (a menu item, a navbox cell): its sentence is the anchor,
+    so it has no context; `_block_contexts` would find the same, at some cost."""
+    return (len(block) == 1 and block[0] is a and len(a) == 0 and not (block.text or "").strip()
+            and not (a.tail or "").strip())
 
 
 def _owner_block(el: etree._Element) -> etree._Element:
