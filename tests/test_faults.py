@@ -190,7 +190,7 @@ INGEST = textwrap.dedent("""
 """)
 
 
-def test_two_runs_writing_the_store_at_once_are_serialised(tmp_path, monkeypatch):
+def test_two_runs_writing_the_store_at_once_both_complete_without_waiting(tmp_path, monkeypatch):
     from assets.cli import ensure_dagster_home
     from pipeline.ingest.store import Store
 
@@ -201,7 +201,7 @@ def test_two_runs_writing_the_store_at_once_are_serialised(tmp_path, monkeypatch
     monkeypatch.setenv("WEBSIM_WARC_DIRS", str(folder))
     monkeypatch.setenv("WEBSIM_STORE", str(tmp_path / "store.duckdb"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    ensure_dagster_home()  # the project's dagster.yaml: pool websim_store limited to 1
+    ensure_dagster_home()  # the project's dagster.yaml
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions("warc_files", list(WARCS))
 
@@ -214,14 +214,10 @@ def test_two_runs_writing_the_store_at_once_are_serialised(tmp_path, monkeypatch
         assert line.endswith("SUCCESS"), out[-3000:]
         run_ids.append(line.split()[1])
 
-    # the store's lock let one writer in at a time (tests/pipeline/ingest/test_store.py shows the lock serialises
-    # writers): the second run waited for it, and said which process held it
-    pids = {p.pid for p in procs}
-    waited = [r.user_message for run_id in run_ids for r in instance.all_logs(run_id)
-              if "waiting for the store" in (r.user_message or "")]
-    assert waited, "no step reported waiting for the store"
-    assert any(f"pid {pid} " in message for message in waited for pid in pids), waited
-    assert any("got the store" in (r.user_message or "") for run_id in run_ids for r in instance.all_logs(run_id))
+    # each partition writes files of its own (issue 18): neither run waited for the other
+    # (tests/pipeline/ingest/test_store.py shows two writers inside the store at the same moment)
+    assert not [r.user_message for run_id in run_ids for r in instance.all_logs(run_id)
+                if "waiting for the store" in (r.user_message or "")]
 
     # and the store is whole: both partitions, each exactly as its ingest counted it
     store = Store(tmp_path / "store.duckdb")

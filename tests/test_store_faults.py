@@ -1,10 +1,12 @@
-"""Store writers under the real CLI (`websim backfill`, Dagster runs on a persistent instance), issue 15:
+"""Store writers under the real CLI (`websim backfill`, Dagster runs on a persistent instance), issues 15 and 18:
 
-- a writer killed with SIGKILL mid-ingest does not wedge the next one: an unattended re-run completes;
-- a run waiting for the store stops on SIGTERM (`timeout 100 websim backfill ...`) and on Ctrl-C (SIGINT).
+- a writer killed with SIGKILL mid-ingest leaves nothing of its partition visible and does not wedge the next one:
+  an unattended re-run completes;
+- a run waiting for a partition that another run is writing stops on SIGTERM (`timeout 100 websim backfill ...`)
+  and on Ctrl-C (SIGINT).
 
-The writers queue on the store's lock file, which the kernel releases when its holder dies; no Dagster pool slot
-is left behind by a dead run.
+Partitions write files of their own; two writers of the same partition queue on its lock file, which the kernel
+releases when its holder dies; no Dagster pool slot is left behind by a dead run.
 """
 
 import os
@@ -76,7 +78,7 @@ def cli_env(tmp_path):
 
 
 def _writing(cli: Cli, store_path: Path, timeout_s: float = 180) -> None:
-    """Wait until `cli` holds the store and has extracted some pages (mid-ingest)."""
+    """Wait until `cli` holds a partition's lock and has extracted some pages (mid-ingest)."""
     from pipeline.ingest.store import Store
 
     deadline = time.monotonic() + timeout_s
@@ -98,6 +100,9 @@ def test_a_writer_killed_mid_ingest_does_not_wedge_the_next_run(cli_env):
         assert first.exit_code(30) == -signal.SIGKILL
     finally:
         first.kill()
+    killed = Store(store_path)
+    assert killed.partitions("warc") == [] and killed.counts()["warc_pages"] == 0  # nothing of it is visible
+    assert list(killed.parts.glob(f"warc/{BIG}/.tmp-*"))  # what it was writing, out of sight until the re-run
 
     # the same command again, nobody at the keyboard: it gets the store and completes
     rerun = Cli(BIG, SMALL, env=cli_env)
@@ -114,16 +119,16 @@ def test_a_writer_killed_mid_ingest_does_not_wedge_the_next_run(cli_env):
     rows = {r["partition"]: r["n"] for r in store.query(
         "SELECT partition, count(*) AS n FROM warc_pages GROUP BY partition")}
     assert set(rows) == {BIG, SMALL} and rows == kept and rows[BIG] == 1150
-    assert not store.lock_held()
+    assert not store.lock_held() and not list(store.parts.glob("warc/*/.tmp-*"))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_run_waiting_for_the_store_stops_on_a_signal(cli_env, sig):
+def test_a_run_waiting_for_a_partition_stops_on_a_signal(cli_env, sig):
     store_path = Path(cli_env["WEBSIM_STORE"])
     writer = Cli(BIG, env=cli_env)
     try:
         _writing(writer, store_path)
-        waiter = Cli(SMALL, env=cli_env)
+        waiter = Cli(BIG, env=cli_env)  # the same partition: it queues behind the writer
         try:
             waiter.wait_for("waiting for the store", 120)
             started = time.monotonic()
