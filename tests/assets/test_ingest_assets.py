@@ -89,3 +89,38 @@ def test_ingest_assets_materialize_and_rerun_changes_no_count(inputs, tmp_path):
 
     _materialize_all(instance, resources)
     assert store.get().counts() == first
+
+
+def test_backfill_jobs_ingest_every_file_and_report_each_partition(inputs, tmp_path):
+    """`warc_backfill` / `clickstream_backfill` (in process here; tests/assets/test_backfill.py runs them under the
+    multiprocess executor): every file becomes a registered, materialized partition with the asset's metadata."""
+    store = StoreResource(path=str(tmp_path / "store.duckdb"))
+    with dg.instance_for_test() as instance:
+        for job, op, asset, pdef in (("warc_backfill", "warc_backfill_step", warc_pages, "warc_files"),
+                                     ("clickstream_backfill", "clickstream_backfill_step", clickstream,
+                                      "clickstream_files")):
+            run_config = {"ops": {op: {"config": {"workers": 1}}}} if job == "warc_backfill" else {}
+            result = defs.resolve_job_def(job).execute_in_process(
+                instance=instance, run_config=run_config, resources={"store": store, "inputs": inputs})
+            assert result.success
+            expected = set(SMALL_WARCS) if job == "warc_backfill" else {"clickstream-enwiki-2024-11.sample1k.tsv"}
+            assert set(instance.get_dynamic_partitions(pdef)) == expected
+            assert instance.get_materialized_partitions(asset.key) == expected
+            md = instance.fetch_materializations(asset.key, limit=1).records[0].asset_materialization.metadata
+            assert {"kept", "rejected", "rejected_by_reason"} <= set(md)
+    counts = store.get().counts()
+    assert counts["clickstream"] == 1039 and counts["warc_pages"] > 0
+    assert store.get().partitions("warc") == sorted(SMALL_WARCS)
+
+
+def test_a_backfill_of_a_missing_file_fails_before_any_step(inputs, tmp_path):
+    store = StoreResource(path=str(tmp_path / "store.duckdb"))
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("warc_backfill").execute_in_process(
+            instance=instance, raise_on_error=False, resources={"store": store, "inputs": inputs},
+            run_config={"ops": {"warc_backfill_partitions": {"config": {"partitions": ["missing.warc.gz"]}}}})
+        assert not result.success
+        error = result.get_step_failure_events()[0].step_failure_data.error
+        assert "missing.warc.gz" in (error.cause or error).message
+        assert not instance.get_dynamic_partitions("warc_files")
+    assert not store.get().parts.exists()
