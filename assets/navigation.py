@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.handoffs import json_metadata
+from assets.plots import numeric
 from assets.resources import PathsResource, StoreResource
 from assets.simulator import SimulatorResource, snapshot
 from pipeline import config as websim_config
@@ -61,6 +62,7 @@ def navigation_tasks(context: dg.AssetExecutionContext, config: NavigationTasksC
                     "by_split", "by_difficulty", "by_shortest", "by_source", "by_variant", "rejections",
                     "human_baseline")}),
                 "games": s["games"], "candidates": s["candidates"], "seconds": s["seconds"],
+                **numeric({f"{split}_tasks": int(n) for split, n in s["by_split"].items()}),
                 "sample_task": dg.MetadataValue.md(f"```\n{run.rows[0]['question']}\n```\ngold path: "
                                                    f"{' -> '.join(run.rows[0]['gold_path_titles'])}"
                                                    if run.rows else "(no tasks)"),

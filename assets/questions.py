@@ -16,6 +16,7 @@ import dagster as dg
 from assets.handoffs import json_metadata, latest_path, md_image
 from assets.ingest import md_table
 from assets.llm_resource import LLMResource
+from assets.plots import inline_bars, numeric
 from assets.resources import PathsResource
 from assets.simulator import SimulatorResource, snapshot
 from pipeline.synthesis import questions as q
@@ -89,6 +90,7 @@ def evidence_chains(context: dg.AssetExecutionContext, config: EvidenceChainsCon
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(path)), "dagster/row_count": len(seeds), "snapshot_id": meta["snapshot_id"],
         "families": dg.MetadataValue.json({f: sum(s["family"] == f for s in seeds) for f in q.FAMILIES}),
+        **numeric({f"seeds_{f}": sum(s["family"] == f for s in seeds) for f in q.FAMILIES}),
         "not_built": dg.MetadataValue.json(meta["seed_rejections"]), "pages_defined": meta["definitions"],
         "sample": dg.MetadataValue.md(md_table(sample)) if sample else "",
     })
@@ -116,6 +118,8 @@ def candidate_questions(context: dg.AssetExecutionContext, config: CandidateQues
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(path)), "dagster/row_count": len(cands), "model": meta["model"],
         **json_metadata(meta["polish_stats"]), "llm_usage": dg.MetadataValue.json(llm.usage()),
+        "rewrite_keep_rate": dg.MetadataValue.float(
+            round(meta["polish_stats"].get("rewrites_kept", 0) / len(cands), 4) if cands else 0.0),
         "sample": dg.MetadataValue.md(md_table(sample)) if sample else "",
     })
 
@@ -139,9 +143,32 @@ def hard_queries(context: dg.AssetExecutionContext, config: HardQueriesConfig, s
         "dagster/row_count": len(accepted), "verified": len(accepted), "yield": stats["yield"],
         **json_metadata({k: stats[k] for k in ("rejections", "by_family", "judge", "bm25")}),
         "rows_by_split": dg.MetadataValue.json(out["written"]["hard_queries"]["rows_by_split"]),
+        **numeric(_headline_numbers(stats, out["written"]["hard_queries"]["rows_by_split"])),
+        "outcomes": _outcomes_plot(stats),
         "summary": dg.MetadataValue.md(md_image(out["plot"].read_bytes(), "hard queries")),
         "sample": dg.MetadataValue.md(md_table(sample)) if sample else "", "snapshot_id": meta["snapshot_id"],
     })
+
+
+def _headline_numbers(stats: dict, rows_by_split: dict) -> dict:
+    """The figures worth a chart across runs, as top-level numbers (Dagster plots numeric metadata only)."""
+    judge, bm25 = stats.get("judge") or {}, stats.get("bm25") or {}
+    out = {"candidates": stats.get("candidates", 0), "rejected": stats.get("rejected", 0),
+           "train_rows": rows_by_split.get("train", 0), "eval_rows": rows_by_split.get("eval", 0)}
+    if judge.get("agreement") is not None:
+        out["judge_agreement"] = float(judge["agreement"])
+    for key in ("answer_in_top10", "evidence_recall_at_5", "evidence_recall_at_100"):
+        if bm25.get(key) is not None:
+            out[f"bm25_{key}"] = float(bm25[key])
+    return out
+
+
+def _outcomes_plot(stats: dict) -> dg.MetadataValue:
+    """Verified first, then each rejection reason, as bars that render on the asset page."""
+    outcomes = {"verified": stats.get("verified", 0), **dict(sorted((stats.get("rejections") or {}).items(),
+                                                                    key=lambda kv: -kv[1]))}
+    caption = ", ".join(f"{k} {v}" for k, v in list(outcomes.items())[:6])
+    return inline_bars(list(outcomes.values()), "candidates by outcome", f"candidates by outcome: {caption}")
 
 
 @dg.multi_asset_check(specs=[dg.AssetCheckSpec(name=name, asset=hard_queries, description=promise)

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.llm_resource import LLMResource
+from assets.plots import inline_bars, numeric
 from assets.resources import PathsResource
 from assets.simulator import SimulatorResource, snapshot
 from pipeline.synthesis.report_tasks import CHECKS, TASK_KINDS, ReportTaskConfig, SourceCriteria, make_report_dataset
@@ -96,7 +97,8 @@ def report_tasks(context: dg.AssetExecutionContext, config: ReportTasksConfig, l
     checks = [dg.AssetCheckResult(check_name=name, passed=bad == 0, metadata={"violations": bad,
                                                                               "examples": dg.MetadataValue.json(ex)})
               for name, (bad, ex) in run.checks.items()]
-    return dg.MaterializeResult(metadata=_metadata(run, snapshot_id, llm.usage()), check_results=checks)
+    return dg.MaterializeResult(metadata=_metadata(run, snapshot_id, llm.usage(), config.chunk_max_tokens),
+                                check_results=checks)
 
 
 def _task_config(config: ReportTasksConfig) -> ReportTaskConfig:
@@ -105,8 +107,19 @@ def _task_config(config: ReportTasksConfig) -> ReportTaskConfig:
                             criteria=SourceCriteria(min_chars=config.min_chars))
 
 
-def _metadata(run, snapshot_id: str, usage: dict) -> dict:
+def chunk_tokens_plot(chunk_tokens: list[int], budget: int, bins: int = 24) -> dg.MetadataValue:
+    """Chunk sizes against the token budget, as bars that render on the asset page."""
+    counts = [0] * bins
+    for n in chunk_tokens:
+        counts[min(bins - 1, max(0, n) * bins // max(1, budget))] += 1
+    caption = (f"{len(chunk_tokens)} chunks, 0 to {budget} tokens in {bins} bins"
+               + (f", median {sorted(chunk_tokens)[len(chunk_tokens) // 2]}" if chunk_tokens else ""))
+    return inline_bars(counts, "chunk tokens", caption)
+
+
+def _metadata(run, snapshot_id: str, usage: dict, budget: int) -> dict:
     stats, rows = run.result.stats, run.result.rows
+    kp = stats["key_point_chunks"]
     return {
         "path": dg.MetadataValue.path(run.export["path"]), "snapshot_id": snapshot_id, "dagster/row_count": len(rows),
         **{f"tasks_{kind}": stats["tasks_by_kind"].get(kind, 0) for kind in TASK_KINDS},
@@ -115,7 +128,12 @@ def _metadata(run, snapshot_id: str, usage: dict) -> dict:
         "sources": stats["sources"], "chunks": stats["chunks"], "key_points": stats["key_points"],
         "key_point_chunks": dg.MetadataValue.json(stats["key_point_chunks"]),
         "references": dg.MetadataValue.json(stats["references"]),
+        "chunk_tokens": chunk_tokens_plot(stats.get("chunk_tokens") or [], budget),
         "chunk_tokens_histogram": dg.MetadataValue.md(_md_image(run.histogram_png, "chunk tokens")),
+        **numeric({"key_points_verified": int(kp.get("verified_points", 0)),
+                   "key_point_extractive_fallback": int(kp.get("extractive_fallback", 0)),
+                   "json_repaired": int(stats["llm_usage"].get("json_repaired", 0)),
+                   "llm_retries": int(stats["llm_usage"].get("retries", 0))}),
         "chunk_tokens_plot": dg.MetadataValue.path(run.export["files"]["chunk_tokens.png"]),
         "sample_task": dg.MetadataValue.md(_sample_md(rows)),
         "model": usage.get("backend", "") + ":" + (run.provenance["model"] or ""),

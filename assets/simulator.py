@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.ingest import link_graph, pages
+from assets.plots import inline_bars
 from assets.resources import StoreResource
 from pipeline.simulator.cache import shared_simulator
 from pipeline.simulator.search_index import INDEX_KINDS, IndexConfig
@@ -86,6 +87,9 @@ def snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, store: S
         "bytes_total": sum(m["bytes"].values()),
         "build_seconds": round(sum(m["timings"].values()), 2),
         "timings": dg.MetadataValue.json(m["timings"]),
+        "build_time": inline_bars(list(m["timings"].values()), "snapshot build time by stage",
+                                  "build time by stage: " + ", ".join(f"{k.removesuffix('_s')} {v:.2f} s"
+                                                                      for k, v in m["timings"].items())),
         "fingerprint": m["fingerprint"],
         "dagster/row_count": m["counts"]["pages"],
     })

@@ -47,3 +47,63 @@ def test_resource_field_descriptions_keep_their_placeholders():
 
     for name, field in LLMResource.model_fields.items():
         assert not _TAG.search(_outside_code(field.description or "")), name
+
+
+def _svg(md: str):
+    import xml.etree.ElementTree as ET
+    from urllib.parse import unquote
+
+    uri = re.search(r"\((data:image/svg\+xml,[^)\s]*)\)", md).group(1)
+    return ET.fromstring(unquote(uri.split(",", 1)[1]))
+
+
+def test_inline_plots_fit_the_ui_limit_and_are_valid_svg():
+    import random
+
+    from assets.plots import INLINE_MD_LIMIT, inline_bars, inline_curves, legend
+
+    rng = random.Random(0)
+    for n in (1, 3, 24, 200, 5000):
+        md = inline_bars([rng.random() * 100 for _ in range(n)], "bars", "a caption").value
+        assert len(md) < INLINE_MD_LIMIT and md.endswith("a caption")
+        assert _svg(md).tag.endswith("svg")
+    series = {"loss": [1 / (i + 1) for i in range(600)], "reward": [i / 600 for i in range(600)], "kl": [0.01] * 600}
+    md = inline_curves(series, "curves", legend(series)).value
+    assert len(md) < INLINE_MD_LIMIT
+    paths = [e for e in _svg(md).iter() if e.tag.endswith("path")]
+    assert len(paths) == 3 and all(len(p.get("d").split("L")) >= 10 for p in paths)
+    assert "blue: loss 1 -> 0.00167 (600 points)" in legend(series)
+
+
+def test_bars_follow_the_values():
+    from assets.plots import HEIGHT, inline_bars
+
+    d = next(e for e in _svg(inline_bars([0, 10, 5], "b").value).iter() if e.tag.endswith("path")).get("d")
+    tops = [int(v.split("H")[0]) for v in d.split("V")[1:-1]]
+    assert tops[0] == HEIGHT and tops[1] < tops[2] < HEIGHT  # empty bar, tallest, half
+
+
+def test_numbers_are_numeric_metadata():
+    import dagster as dg
+
+    from assets.plots import numeric
+
+    out = numeric({"n": 3, "rate": 0.5, "ok": True, "by": {"a": 1}, "name": "x"})
+    assert isinstance(out["n"], dg.IntMetadataValue) and isinstance(out["rate"], dg.FloatMetadataValue)
+    assert isinstance(out["ok"], dg.BoolMetadataValue) and isinstance(out["by"], dg.JsonMetadataValue)
+    assert out["name"] == "x"
+
+
+def test_asset_plots_and_headline_numbers():
+    from assets.questions import _headline_numbers, _outcomes_plot
+    from assets.report_tasks import chunk_tokens_plot
+
+    stats = {"candidates": 185, "verified": 134, "rejected": 51, "rejections": {"duplicate": 2, "answer_in_snippets": 20},
+             "judge": {"agreement": 0.69}, "bm25": {"answer_in_top10": 0.02, "evidence_recall_at_5": 0.44}}
+    numbers = _headline_numbers(stats, {"train": 95, "eval": 39})
+    assert numbers == {"candidates": 185, "rejected": 51, "train_rows": 95, "eval_rows": 39, "judge_agreement": 0.69,
+                       "bm25_answer_in_top10": 0.02, "bm25_evidence_recall_at_5": 0.44}
+    md = _outcomes_plot(stats).value
+    assert md.endswith("verified 134, answer_in_snippets 20, duplicate 2")
+    md = chunk_tokens_plot([10, 100, 190, 192, 500], 192).value
+    assert "5 chunks, 0 to 192 tokens in 24 bins, median 190" in md and len(md) < 1000

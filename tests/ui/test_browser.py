@@ -3,7 +3,8 @@ DAGSTER_HOME, driven by headless Chromium (Debian's `chromium`, through Playwrig
 
 The store holds one small sample WARC, ingested beforehand; the watched input folders are empty, so the sensors
 launch nothing. The test checks that the global asset graph shows websim's asset groups, materializes `pages`
-from its asset page, waits for the run to succeed and for the materialization's metadata to show, and saves a
+from its asset page, waits for the run to succeed and for the materialization's metadata to show, materializes
+`snapshot` and checks that its plot renders in place on the asset page (not behind "[Show Markdown]"), and saves a
 screenshot of each stage under `$WEBSIM_TEST_ARTIFACTS` (default `<repo>/test-artifacts`)/ui.
 """
 
@@ -68,6 +69,8 @@ def dagster_dev(tmp_path):
     (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
     store = Store(home / "store.duckdb")
     ingest_warc(sample("warc", SMALL_WARC), store, SMALL_WARC, workers=1)
+    store.build_pages()
+    store.build_link_graph()  # so `snapshot` can be materialized from its page (step 5)
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "WEBSIM_HOME": str(home),
            "WEBSIM_WARC_DIRS": str(empty), "WEBSIM_CLICKSTREAM_DIRS": str(empty), "HF_HUB_OFFLINE": "1"}
@@ -155,6 +158,23 @@ def test_asset_graph_materialize_and_metadata_in_chromium(dagster_dev):
             captures_row = captures.inner_text().split()
             body = page.inner_text("body")
             page.screenshot(path=str(shots / "4_metadata.png"), full_page=True)
+
+            # 5. a plot renders on an asset page: materialize `snapshot`, whose build-time bars are inline markdown
+            page.goto(f"{base}/assets/snapshot")
+            expect(page.get_by_text("snapshot", exact=True).first).to_be_visible()
+            page.locator("button:has-text('Materialize')").first.click()
+            launched, confirm = page.get_by_text("Launched run").first, page.get_by_role("button", name="Confirm")
+            expect(launched.or_(confirm)).to_be_visible(timeout=120_000)
+            if confirm.is_visible():
+                confirm.click()
+            expect(launched).to_be_visible(timeout=120_000)
+            page.goto(f"{base}/assets/snapshot")
+            plot = page.locator("img[alt='snapshot build time by stage']").first
+            expect(plot).to_be_visible(timeout=300_000)
+            plot.scroll_into_view_if_needed()
+            plot_size = plot.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")
+            plot_row = page.locator("tr", has=page.get_by_text("build_time", exact=True)).first.inner_text()
+            page.screenshot(path=str(shots / "5_plot_on_asset_page.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(shots / "failure.png"), full_page=True)
             print(log_path.read_text()[-6000:])
@@ -163,3 +183,5 @@ def test_asset_graph_materialize_and_metadata_in_chromium(dagster_dev):
             browser.close()
     assert "duplicate_content_aliases" in body and "pages_with_clicks" in body
     assert captures_row[0] == "captures" and captures_row[-1] == str(counts["warc_pages"])  # the rows ingested
+    assert plot_size == [True, 480, 128], plot_size  # the SVG decoded and drew at its size, in place
+    assert "Show Markdown" not in plot_row and "build time by stage: copy" in plot_row
