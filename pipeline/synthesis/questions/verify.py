@@ -186,18 +186,35 @@ def closed_book_solves(answer: str | None, golds: Sequence[str], min_f1: float =
 
 
 def near_duplicates(questions: Sequence[str], threshold: float = 0.7) -> dict[int, int]:
-    """index -> index of the earlier question it nearly repeats (token-set Jaccard of content tokens)."""
-    sets = [set(content_tokens(q)) for q in questions]
+    """index -> index of the earliest kept question it nearly repeats (token-set Jaccard of content tokens >=
+    `threshold`); a question that repeats none is kept.
+
+    Exact, and the same answer as comparing each question with every kept one, but with prefix filtering (Bayardo
+    et al., "Scaling up all pairs similarity search", 2007): tokens ordered rarest first, two sets whose Jaccard
+    reaches t share a token among the first |s| - ceil(t|s|) + 1 of each, so only kept questions indexed under those
+    tokens are compared. Measured against the all-pairs loop and datasketch's MinHash LSH in
+    tests/pipeline/synthesis/test_near_duplicates.py: same pairs as the loop, tens of times faster at 20,000
+    questions, where LSH is approximate (misses pairs near the threshold) and slower to build."""
+    import math
+    from collections import defaultdict
+
+    sets = [frozenset(content_tokens(q)) for q in questions]
+    if threshold <= 0:  # every question repeats the first (prefix filtering needs t > 0)
+        return {i: 0 for i in range(1, len(sets))}
+    freq = Counter(t for s in sets for t in s)
+    index: dict[str, list[int]] = defaultdict(list)  # token -> kept questions with it in their prefix
     dup: dict[int, int] = {}
-    kept: list[int] = []
     for i, s in enumerate(sets):
-        for j in kept:
-            t = sets[j]
-            if (s | t) and len(s & t) / len(s | t) >= threshold:
-                dup[i] = j
-                break
+        if not s:
+            continue  # no content tokens: like nothing, kept, never a match
+        prefix = sorted(s, key=lambda t: (freq[t], t))[:len(s) - math.ceil(threshold * len(s) - 1e-9) + 1]
+        candidates = {j for t in prefix for j in index.get(t, ())}
+        match = min((j for j in candidates if len(s & sets[j]) / len(s | sets[j]) >= threshold), default=None)
+        if match is not None:
+            dup[i] = match
         else:
-            kept.append(i)
+            for t in prefix:
+                index[t].append(i)
     return dup
 
 
