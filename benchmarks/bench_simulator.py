@@ -294,12 +294,12 @@ def simulator_figures(snapshot, queries: dict, max_s: float, tmp: Path) -> dict:
 # ---- HTTP ----------------------------------------------------------------------------------------
 
 class Server:
-    def __init__(self, snapshot_path: Path, workers: int):
+    def __init__(self, snapshot_path: Path, workers: int, log_calls: bool = True):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         code = (f"from pipeline.simulator.server import serve; serve({str(snapshot_path)!r}, port={self.port}, "
-                f"workers={workers}, log_calls=True)")
+                f"workers={workers}, log_calls={log_calls})")
         self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
@@ -353,6 +353,43 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
+_STATUS = re.compile(rb'\{"status":(\d+)')
+
+
+class RawConnection:
+    """A keep-alive HTTP/1.1 client that parses no more than it must (status line, Content-Length): the burst
+    measures the server, and http.client spends more CPU per response (email.parser headers) than the server does.
+    The answer's own status is read from the body's first field (orjson keeps the dataclass order)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.sock = None
+        self.file = None
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.file = self.sock.makefile("rb")
+
+    def request(self, method: str, path: str, body: str | None) -> tuple[int, bytes]:
+        payload = body.encode() if body else b""
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(payload)}\r\n"
+        if payload:
+            head += "Content-Type: application/json\r\n"
+        self.sock.sendall(head.encode() + b"\r\n" + payload)
+        status = int(self.file.readline().split(b" ", 2)[1])
+        length = 0
+        while (line := self.file.readline()) not in (b"\r\n", b""):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, self.file.read(length)
+
+    def close(self) -> None:
+        for f in (self.file, self.sock):
+            if f is not None:
+                f.close()
+
+
 def run_clients(server: "Server", plans: list[list[tuple[str, str, str | None]]]) -> dict:
     """One thread per plan, keep-alive connections, all released at once: wall time, latencies, errors, and
     the CPU seconds the server and the clients used (what the run costs on a machine nobody else uses)."""
@@ -362,7 +399,7 @@ def run_clients(server: "Server", plans: list[list[tuple[str, str, str | None]]]
     barrier = threading.Barrier(len(plans) + 1)
 
     def client(plan):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn = RawConnection(port)
         try:
             conn.connect()
         finally:
@@ -371,15 +408,15 @@ def run_clients(server: "Server", plans: list[list[tuple[str, str, str | None]]]
         for method, path, body in plan:
             t0 = time.perf_counter()
             try:
-                conn.request(method, path, body=body, headers={"content-type": "application/json"} if body else {})
-                r = conn.getresponse()
-                data = r.read()
-                if r.status != 200 or json.loads(data).get("status", 200) not in (200, 301, 404):
-                    errors.append(f"{r.status} {data[:100]!r}")
+                status, data = conn.request(method, path, body)
+                m = _STATUS.match(data)
+                if status != 200 or m is None or int(m.group(1)) not in (200, 301, 404):
+                    errors.append(f"{status} {data[:100]!r}")
             except Exception as exc:  # noqa: BLE001
                 errors.append(repr(exc))
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn = RawConnection(port)
+                conn.connect()
             mine.append(time.perf_counter() - t0)
         lat.extend(mine)
         conn.close()
@@ -398,7 +435,7 @@ def run_clients(server: "Server", plans: list[list[tuple[str, str, str | None]]]
             "server_cpu_s": server_cpu, "client_cpu_s": client_cpu, "errors": len(errors), "error_sample": errors[:3]}
 
 
-def burst_plans(queries: dict, urls: list[str], seed: int) -> list[list[tuple[str, str, str | None]]]:
+def burst_ops(queries: dict, urls: list[str], seed: int) -> list[list[tuple[str, dict]]]:
     """16 agents x 100 calls: 40% search, 40% fetch, 20% links, like a search agent's rollout."""
     rng = random.Random(seed)
     texts = queries["hotpot"] + [t for t, _ in queries["titles"]]
@@ -408,13 +445,48 @@ def burst_plans(queries: dict, urls: list[str], seed: int) -> list[list[tuple[st
         for i in range(CALLS_PER_CLIENT):
             r = rng.random()
             if r < 0.4:
-                plan.append(("GET", "/search?" + urlencode({"query": rng.choice(texts), "k": 5}), None))
+                plan.append(("search", {"query": rng.choice(texts), "k": 5}))
             elif r < 0.8:
-                plan.append(("GET", "/fetch?url=" + quote(rng.choice(urls), safe=""), None))
+                plan.append(("fetch", {"url": rng.choice(urls)}))
             else:
-                plan.append(("POST", "/links", json.dumps({"url": rng.choice(urls)})))
+                plan.append(("links", {"url": rng.choice(urls)}))
         plans.append(plan)
     return plans
+
+
+def http_plan(ops: list[tuple[str, dict]]) -> list[tuple[str, str, str | None]]:
+    out = []
+    for op, args in ops:
+        if op == "search":
+            out.append(("GET", "/search?" + urlencode(args), None))
+        elif op == "fetch":
+            out.append(("GET", "/fetch?url=" + quote(args["url"], safe=""), None))
+        else:
+            out.append(("POST", "/links", json.dumps(args)))
+    return out
+
+
+def burst_plans(queries: dict, urls: list[str], seed: int) -> list[list[tuple[str, str, str | None]]]:
+    return [http_plan(p) for p in burst_ops(queries, urls, seed)]
+
+
+def in_process_burst(sim, plans: list[list[tuple[str, dict]]]) -> float:
+    """The same burst on one in-process Simulator, one thread per agent, all released at once: wall seconds."""
+    barrier = threading.Barrier(len(plans) + 1)
+
+    def agent(plan):
+        barrier.wait()
+        for op, args in plan:
+            sim.call(op, dict(args))
+
+    threads = [threading.Thread(target=agent, args=(p,)) for p in plans]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
 
 
 def http_figures(snapshot, queries: dict, workers_list: list[int], bursts: int) -> dict:
@@ -439,6 +511,126 @@ def http_figures(snapshot, queries: dict, workers_list: list[int], bursts: int) 
             out[f"workers_{workers}"] = {"search": s, "burst_walls_s": walls, "burst_cpu_s": cpu,
                                          "burst_errors": sum(r["errors"] for r in runs), "bursts": runs}
         finally:
+            server.stop()
+    return out
+
+
+# ---- the simulator against its own index, batched, and HTTP against in-process (issue 16) ----------------------
+
+def snippet_coverage(sim, queries: list[str]) -> dict:
+    """Of the query terms a result page has (whole tokens), the share its snippet holds: the term map's snippets
+    against the text scan they replaced (make_snippet), on the same results."""
+    from pipeline.simulator.search_index import make_snippet, query_terms
+
+    token = re.compile(r"[^\W_]+")
+    new = old = have = 0
+    for q in queries:
+        terms = [t for t in query_terms(q) if len(t) > 1]
+        for r in sim.search(q, 10).results:
+            text = sim.files.page(r.page_id, ("text",))["text"]
+            page_tokens = set(token.findall(text.lower()))
+            has = [t for t in terms if t in page_tokens]
+            have += len(has)
+            got, before = (set(token.findall(x.lower())) for x in (r.snippet, make_snippet(text, terms, sim.snippet_chars)))
+            new += sum(t in got for t in has)
+            old += sum(t in before for t in has)
+    return {"terms": have, "new": new / max(have, 1), "old": old / max(have, 1)}
+
+
+def simulator_vs_index(snapshot, bm25s_snapshot, queries: dict, max_s: float) -> dict:
+    """Simulator.search (k=10, snippets, no cache) against its raw index, and search_many against bm25s-numba's
+    batched retrieve, on titles, sentences and HotpotQA questions. Ratios in CPU time too: on a shared machine wall
+    time mostly measures the neighbours."""
+    from pipeline.simulator.search_index import _query_terms
+    from pipeline.simulator.web import Simulator
+
+    sim = Simulator(snapshot, cache_size=0)
+    sets = {"titles": [q for q, _ in queries["titles"][:2000]], "sentences": [q for q, _ in queries["sentences"]],
+            "hotpot": queries["hotpot"]}
+    out = {}
+    print(f"  Simulator.search with snippets vs its raw {sim.index.kind} index (k=10, one query at a time, "
+          f"load {os.getloadavg()[0]:.1f}):")
+    for name, qs in sets.items():
+        sim.search(qs[0], 10)
+        _query_terms.cache_clear()  # each loop parses its queries afresh
+        raw = timed(lambda q: sim.index.search(q, 10), qs, max_s)
+        _query_terms.cache_clear()
+        full = timed(lambda q: sim.search(q, 10), qs, max_s)
+        ratio, cpu_ratio = full["qps"] / raw["qps"], full["cpu_qps"] / raw["cpu_qps"]
+        print(f"    {name:<10} raw {raw['qps']:>7.0f}/s (per CPU-s {raw['cpu_qps']:>6.0f})   Simulator.search "
+              f"{full['qps']:>7.0f}/s (per CPU-s {full['cpu_qps']:>6.0f})   ratio x{ratio:.2f} (CPU x{cpu_ratio:.2f}; "
+              f"target >= 0.5)")
+        out[name] = {"raw": raw, "simulator": full, "ratio": ratio, "cpu_ratio": cpu_ratio}
+    cov = snippet_coverage(sim, sets["hotpot"][:300] + sets["sentences"][:300])
+    print(f"    snippets hold {cov['new']:.3f} of the query terms their pages have (text scan before: "
+          f"{cov['old']:.3f}; {cov['terms']} page terms over 600 queries x 10 results)")
+    out["snippet_coverage"] = cov
+    if bm25s_snapshot is not None:
+        import bm25s
+
+        from pipeline.simulator.search_index import query_terms
+
+        model = bm25s.BM25.load(str(bm25s_snapshot.path / "index" / "bm25s"), mmap=True, backend="numba")
+        model.retrieve([["warm"]], k=10, show_progress=False, n_threads=os.cpu_count() or 1)
+        print(f"  batched, {os.cpu_count()} threads: Simulator.search_many (snippets) vs bm25s-numba retrieve (ids only):")
+        for name, qs in sets.items():
+            tokens = [t for q in qs if (t := [x for x in query_terms(q) if x in model.vocab_dict])]
+            sim.search_many(qs[:50], 10)
+            best_many = best_bm = float("inf")
+            for _ in range(3):  # best of 3: the machine is shared
+                t0 = time.perf_counter()
+                sim.search_many(qs, 10)
+                best_many = min(best_many, time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                model.retrieve(tokens, k=10, show_progress=False, n_threads=os.cpu_count() or 1)
+                best_bm = min(best_bm, time.perf_counter() - t0)
+            many, bm = len(qs) / best_many, len(tokens) / best_bm
+            print(f"    {name:<10} search_many {many:>7.0f}/s   bm25s-numba batched {bm:>7.0f}/s   ratio x{many / bm:.2f} "
+                  f"(target >= 1)")
+            out[f"batched_{name}"] = {"search_many_qps": many, "bm25s_numba_qps": bm, "ratio": many / bm}
+    return out
+
+
+def burst_in_process_vs_http(snapshot, queries: dict, workers_list: list[int], bursts: int) -> dict:
+    """The rollout burst (16 agents x 100 mixed calls) in process and over HTTP, the same calls, interleaved runs,
+    no call log on either side: what HTTP adds."""
+    from pipeline.simulator.web import Simulator
+
+    with snapshot.connect() as con:
+        urls = [r[0] for r in con.execute("SELECT url FROM pages USING SAMPLE 5000 ROWS (reservoir, 3)").fetchall()]
+    out = {}
+    servers = {w: Server(snapshot.path, w, log_calls=False) for w in workers_list}
+    try:
+        walls: dict[str, list[float]] = {"in_process": [], **{f"http_{w}": [] for w in workers_list}}
+        cpu: dict[int, list[tuple[float, float]]] = {}
+        in_cpu: list[float] = []
+        for seed in range(bursts):
+            ops = burst_ops(queries, urls, 100 + seed)
+            # A fresh simulator per run: its page cache starts cold, as each server's starts warm on earlier runs'
+            # URLs only (different seeds draw mostly different pages).
+            c0 = time.process_time()
+            walls["in_process"].append(in_process_burst(Simulator(snapshot), ops))
+            in_cpu.append((time.process_time() - c0) / sum(len(p) for p in ops))
+            for w, server in servers.items():
+                r = run_clients(server, [http_plan(p) for p in ops])
+                walls[f"http_{w}"].append(r["wall_s"])
+                cpu.setdefault(w, []).append((r["server_cpu_s"] / r["n"], r["client_cpu_s"] / r["n"]))
+                if r["errors"]:
+                    print(f"    HTTP errors: {r['errors']} {r['error_sample']}")
+        base = statistics.median(walls["in_process"])
+        print(f"  rollout burst {N_CLIENTS}x{CALLS_PER_CLIENT} mixed calls, median of {bursts} "
+              f"(load {os.getloadavg()[0]:.1f}): in process {base:.3f} s")
+        for w in workers_list:
+            m = statistics.median(walls[f"http_{w}"])
+            server_us = statistics.median(c[0] for c in cpu[w]) * 1e6
+            client_us = statistics.median(c[1] for c in cpu[w]) * 1e6
+            print(f"    over HTTP, {w} worker(s): {m:.3f} s   ratio x{m / base:.2f} (target <= 1.3); CPU per call: "
+                  f"server {server_us:.0f} us, clients {client_us:.0f} us, in process {statistics.median(in_cpu) * 1e6:.0f} us")
+            out[f"http_{w}"] = {"median_s": m, "ratio": m / base}
+        out["in_process_median_s"] = base
+        out["walls"] = walls
+    finally:
+        for server in servers.values():
             server.stop()
     return out
 
@@ -502,6 +694,11 @@ def bench_corpus(name: str, store: Path, workdir: Path, args, n_titles: int, n_s
               f"(found {t['sentence_found_at_10']:.3f} vs {b['sentence_found_at_10']:.3f})")
         res["bm25s_batched"] = batched
     res["engines"] = engines
+    print("\n  -- the simulator against its index, batched, HTTP against in-process --")
+    res["simulator_vs_index"] = simulator_vs_index(snap["tantivy"], snap.get("bm25s"), queries, args.max_seconds)
+    res["burst"] = burst_in_process_vs_http(snap["tantivy"], queries, args.http_workers, args.bursts)
+    if args.headline_only:
+        return res
     res["simulator"] = simulator_figures(snap["tantivy"], queries, args.max_seconds, workdir)
     res["http"] = http_figures(snap["tantivy"], queries, args.http_workers, args.bursts)
     return res
@@ -516,6 +713,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bursts", type=int, default=5)
     parser.add_argument("--max-seconds", type=float, default=20.0, help="time limit of each timed loop")
     parser.add_argument("--only-scaled", action="store_true", help="skip the Wikispeedia figures")
+    parser.add_argument("--headline-only", action="store_true",
+                        help="engines, Simulator vs its index, batched, burst in process vs HTTP; nothing else")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)

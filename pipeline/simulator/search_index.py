@@ -16,6 +16,7 @@ on the build machines) and the `duckdb-extension-fts` wheel on PyPI (1.5.5) does
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -82,15 +83,20 @@ class IndexStats:
 
 def query_terms(query: str, stopwords: bool | frozenset[str] = True) -> list[str]:
     """The distinct lower-cased terms of `query`, stop words dropped unless nothing else is left."""
+    return list(_query_terms(query, stopwords))
+
+
+@functools.lru_cache(maxsize=8192)  # a search reads them twice (the index, the snippets); rollouts repeat queries
+def _query_terms(query: str, stopwords: bool | frozenset[str]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for tok in _TOKEN.findall(query.lower()):
         if len(seen) >= MAX_QUERY_TERMS:
             break
         seen.setdefault(tok, None)
-    terms = list(seen)
+    terms = tuple(seen)
     if stopwords:
         stop = STOPWORDS if stopwords is True else stopwords
-        content = [t for t in terms if t not in stop]
+        content = tuple(t for t in terms if t not in stop)
         return content or terms
     return terms
 

@@ -9,7 +9,7 @@ term in each page's map, the best window over the hits, the text cut at a senten
 whitespace collapsed, straight from the memory-mapped `pages.arrow`.
 
 Terms match whole tokens and their common inflections (`SUFFIXES`: "volcano" finds "volcanoes", "bird"
-"birds"; each suffix is one more lookup per term and result); a page that holds none of the terms gives its first `max_chars`. Stop words and one-letter tokens are
+"birds"; the map files an inflected token under its stem too, so a term is one lookup per result); a page that holds none of the terms gives its first `max_chars`. Stop words and one-letter tokens are
 not in the map when the index drops them (they place nothing). Only the first `SCAN_BYTES` of a page are mapped.
 """
 
@@ -25,8 +25,9 @@ MAX_POSITIONS = 16
 SCAN_BYTES = 200_000
 """A snippet never comes from further into a page than this."""
 MAX_TOKEN_BYTES = 40  # as the index's `remove_long(40)`
-SUFFIXES = ("", "s", "es", "ed", "ing")
-"""A query term also matches itself with one of these appended (plurals, past tenses, adjectives)."""
+SUFFIXES = ("s", "es", "ed", "ing")
+"""A query term also matches itself with one of these appended (plurals, past tenses, -ing forms): the map files
+such tokens under their stem as well (`page_terms`)."""
 FILES = ("snippet_keys", "snippet_key_start", "snippet_post_start", "snippet_positions")
 _ELLIPSIS = "…"
 
@@ -65,10 +66,14 @@ def _kernels():
 
     @njit
     def page_terms(b, word, stop, crc_table, max_bytes, max_token, max_pos):
-        """(sorted unique term hashes, their positions' counts, positions) of one lower-cased page."""
+        """(sorted unique term hashes, their positions' counts, positions) of one lower-cased page. A token is
+        filed under its own hash and, when it ends with "s", "es", "ed" or "ing" after at least 3 bytes, under its
+        stem's too: a query term is then one lookup, whichever form the page uses."""
         n = min(len(b), max_bytes)
-        hashes = np.empty(n // 2 + 1, np.uint32)
-        pos = np.empty(n // 2 + 1, np.uint32)
+        hashes = np.empty(n * 2 + 4, np.uint32)
+        pos = np.empty(n * 2 + 4, np.uint32)
+        states = np.empty(max_token + 2, np.uint32)  # CRC after each byte of the token: its prefixes' hashes
+        ones = np.uint32(0xFFFFFFFF)
         c = 0
         i = 0
         while i < n:
@@ -77,24 +82,40 @@ def _kernels():
                 i += ln
                 continue
             start = i
-            crc = np.uint32(0xFFFFFFFF)
+            crc = ones
+            states[0] = crc
             while i < n:
                 cp, ln = decode(b, i, n)
                 if cp >= len(word) or not word[cp]:
                     break
                 for j in range(i, i + ln):
                     crc = crc_table[(crc ^ b[j]) & 0xFF] ^ (crc >> np.uint32(8))
+                    if j - start + 1 <= max_token:
+                        states[j - start + 1] = crc
                 i += ln
             size = i - start
             if size < 2 or size > max_token:
                 continue
-            h = crc ^ np.uint32(0xFFFFFFFF)
+            h = crc ^ ones
             k = np.searchsorted(stop, h)
             if k < len(stop) and stop[k] == h:
                 continue
             hashes[c] = h
             pos[c] = start
             c += 1
+            last = b[i - 1]
+            if size >= 4 and last == 115:  # -s
+                hashes[c] = states[size - 1] ^ ones
+                pos[c] = start
+                c += 1
+            if size >= 5 and b[i - 2] == 101 and (last == 115 or last == 100):  # -es, -ed
+                hashes[c] = states[size - 2] ^ ones
+                pos[c] = start
+                c += 1
+            if size >= 6 and b[i - 3] == 105 and b[i - 2] == 110 and last == 103:  # -ing
+                hashes[c] = states[size - 3] ^ ones
+                pos[c] = start
+                c += 1
         order = np.argsort(hashes[:c], kind="mergesort")  # stable: positions stay in text order per term
         keys = np.empty(c, np.uint32)
         counts = np.empty(c, np.int64)
@@ -148,17 +169,21 @@ def _kernels():
                             nh += 1
             start = 0
             if nh > 0:
-                # Insertion sort by position: a few dozen hits, no allocation.
-                for a in range(1, nh):
-                    p = hit_pos[a]
-                    t = hit_term[a]
-                    b = a - 1
-                    while b >= 0 and hit_pos[b] > p:
-                        hit_pos[b + 1] = hit_pos[b]
-                        hit_term[b + 1] = hit_term[b]
-                        b -= 1
-                    hit_pos[b + 1] = p
-                    hit_term[b + 1] = t
+                if nh <= 32:  # insertion sort by position: a few dozen hits, no allocation
+                    for a in range(1, nh):
+                        p = hit_pos[a]
+                        t = hit_term[a]
+                        b = a - 1
+                        while b >= 0 and hit_pos[b] > p:
+                            hit_pos[b + 1] = hit_pos[b]
+                            hit_term[b + 1] = hit_term[b]
+                            b -= 1
+                        hit_pos[b + 1] = p
+                        hit_term[b + 1] = t
+                else:
+                    order = np.argsort(hit_pos[:nh], kind="mergesort")
+                    hit_pos[:nh] = hit_pos[:nh][order]
+                    hit_term[:nh] = hit_term[:nh][order]
                 for t in range(n_terms):
                     counts[t] = 0
                 distinct = 0
@@ -269,11 +294,6 @@ def term_hash(term: str) -> int:
     return zlib.crc32(term.encode("utf-8", "surrogatepass"))
 
 
-@functools.lru_cache(maxsize=65536)
-def _variant_hashes(term: str) -> tuple[int, ...]:
-    return tuple(dict.fromkeys(term_hash(term + s) for s in SUFFIXES))
-
-
 def _lower_same_bytes(text: str) -> bytes:
     """`text` lower-cased and UTF-8 encoded, each character keeping its byte length (offsets stay offsets)."""
     if text.isascii():
@@ -358,13 +378,9 @@ class SnippetMap:
 
 @functools.lru_cache(maxsize=65536)
 def _query_arrays(terms: tuple[str, ...]):
-    """The kernel's view of a query: the hashes of each term's variants, the term number of each, the term count."""
+    """The kernel's view of a query: the hash of each term, its term number, the term count."""
     import numpy as np
 
-    terms = tuple(t for t in terms if len(t) > 1)
-    qhash, qterm = [], []
-    for ti, term in enumerate(terms):
-        variants = _variant_hashes(term)
-        qhash += variants
-        qterm += [ti] * len(variants)
-    return np.asarray(qhash, dtype=np.uint32), np.asarray(qterm, dtype=np.int64), len(terms)
+    terms = tuple(dict.fromkeys(t for t in terms if len(t) > 1))
+    return (np.asarray([term_hash(t) for t in terms], dtype=np.uint32), np.arange(len(terms), dtype=np.int64),
+            len(terms))

@@ -256,6 +256,8 @@ class Simulator:
     def retrieve_lists(self, queries: list[str], topk: int, return_scores: bool, *, passage_chars: int = 600,
                        session: str | None = None, trajectory: str | None = None) -> tuple[list[list[dict]], float]:
         """`retrieve`'s result lists and the simulated delay to wait (not slept: the HTTP server awaits it)."""
+        if not isinstance(queries, (list, tuple)):
+            raise InvalidRequest("queries must be a list of strings")
         for query in queries:
             check_text("query", query, MAX_QUERY_CHARS, allow_empty=True)
         todo = [i for i, q in enumerate(queries) if q.strip()]
