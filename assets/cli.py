@@ -143,8 +143,16 @@ def _headline(results: dict) -> list[str]:
     ev = _metadata(results.get("training"), "evaluation")
     if ev:
         lines.append(f"evaluation on {ev.get('questions')} eval questions: {ev.get('results')}")
-        lines += [f"  {row}" for row in str(ev.get("table") or "").splitlines()]
+        lines += [f"  {row}" for row in _table_lines(ev.get("table"))]
     return lines
+
+
+def _table_lines(table) -> list[str]:
+    """A metadata table's rows as text: a markdown string as it is, a `MetadataValue.table` column by column."""
+    if hasattr(table, "records") and hasattr(table, "schema"):
+        names = [c.name for c in table.schema.columns]
+        return [" | ".join(names)] + [" | ".join(str(r.data.get(n, "")) for n in names) for r in table.records]
+    return str(table or "").splitlines()
 
 
 def _train_questions() -> int:

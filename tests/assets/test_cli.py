@@ -179,3 +179,16 @@ def test_the_timing_table_has_every_step_of_a_run():
     assert [name for name, _ in steps] == ["first", "second"] and all(s >= 0 for _, s in steps)
     table = timing_table([("j", name, 30.0) for name, _ in steps], 120.0)
     assert "| j | first | 0.5 | 25% |" in table and table.endswith("| all | | 2.0 | 100% |")
+
+
+def test_the_headline_prints_an_evaluation_table_of_either_kind():
+    import dagster as dg
+
+    from assets.cli import _table_lines
+
+    table = dg.MetadataValue.table(
+        records=[dg.TableRecord({"model": "base", "accuracy": 0.0}), dg.TableRecord({"model": "sft", "accuracy": 0.25})],
+        schema=dg.TableSchema(columns=[dg.TableColumn("model", "string"), dg.TableColumn("accuracy", "float")]))
+    assert _table_lines(table) == ["model | accuracy", "base | 0.0", "sft | 0.25"]
+    assert _table_lines("| model |\n|---|\n| base |") == ["| model |", "|---|", "| base |"]
+    assert _table_lines(None) == []
