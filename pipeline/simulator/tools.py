@@ -27,7 +27,8 @@ MAX_FIND_SHOWN = 5
 
 
 class WebTools:
-    """A simulated web for one agent: search it, open pages, list links, read a site's sitemap.
+    """A simulated web for one agent: search it, open pages (in parts), find a phrase in a page, list links, read a
+    site's sitemap.
 
     With no arguments it uses $WEBSIM_SIMULATOR_URL (a running `websim serve`) if set, else the
     snapshot $WEBSIM_SNAPSHOT, else the latest snapshot, in process.
