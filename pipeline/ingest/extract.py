@@ -2,7 +2,8 @@
 
 `extract_page` turns one decoded HTML page into an `ExtractedPage`: main text, title and
 publication date from trafilatura, outlinks (with the sentence around each anchor) from the whole
-document with lxml. It raises `ExtractionError` with a reason ("empty_text", "parse_error").
+document with lxml, from one parse of the page (`main_content` runs trafilatura on that tree, with the
+metadata cut to what the store keeps). It raises `ExtractionError` with a reason ("empty_text", "parse_error").
 `extract_many` runs it over a stream of pages in a process pool, in input order, with a time limit
 per page enforced inside the worker, and turns every failure into an `ExtractionError` *value* for
 that page only (reasons "timeout", "parse_error", "empty_text"), so one bad page never sinks a batch.
