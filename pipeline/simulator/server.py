@@ -282,10 +282,42 @@ async def _run(request: Request, sim: Simulator, op: str, args: dict, req: _Call
     session, trajectory = _ids(request, req)
     resp, delay = sim.call(op, args, session=session, trajectory=trajectory, sleep=False)
     # A malformed URL or host is invalid input at the HTTP level too; every other status is the simulated web's.
-    response = _json(resp, status_code=400 if resp.status == 400 else 200)
+    status = 400 if resp.status == 400 else 200
+    bodies: _EncodedCache = request.app.state.encoded
+    body = bodies.get(resp) if op in _CACHED_OPS else None
+    if body is None:
+        response = _json(resp, status_code=status)
+        if op in _CACHED_OPS:
+            bodies.put(resp, response.body)
+    else:
+        response = Response(body, status_code=status, media_type="application/json")
     if delay > 0:
         await asyncio.sleep(delay)
     return response
+
+
+_CACHED_OPS = ("fetch", "search")  # the operations whose answers the simulator caches (the same object per hit)
+
+
+class _EncodedCache:
+    """The JSON of the answers the simulator served from its own cache, by identity: a cached page is encoded once,
+    not on every request (in process, a cache hit costs nothing either). Holds the answers it maps, so an id is
+    never reused while it is here; used on the event loop only."""
+
+    def __init__(self, size: int = 2048):
+        self._size = size
+        self._bodies: dict[int, tuple[Any, bytes]] = {}
+
+    def get(self, resp: Any) -> bytes | None:
+        hit = self._bodies.get(id(resp))
+        return hit[1] if hit is not None and hit[0] is resp else None
+
+    def put(self, resp: Any, body: bytes) -> None:
+        if self._size <= 0:
+            return
+        if len(self._bodies) >= self._size:
+            self._bodies.pop(next(iter(self._bodies)))  # the oldest entry
+        self._bodies[id(resp)] = (resp, body)
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -419,6 +451,7 @@ def create_app(simulator: Simulator | None = None, *, body_timeout_s: float = BO
         lifespan=lifespan,
     )
     app.state.simulator = sim
+    app.state.encoded = _EncodedCache()
     app.state.body_timeout_s = body_timeout_s
     return app
 

@@ -278,3 +278,22 @@ def test_a_bug_answers_500_and_the_server_keeps_serving(small_snapshot):
         r = c.get("/links", params={"url": WIKI + "Basalt"})
         assert r.status_code == 500 and r.json()["error"] == "internal error (logged)"
         assert c.get("/fetch", params={"url": WIKI + "Basalt"}).json()["status"] == 200
+
+
+def test_a_cached_answer_is_encoded_once_and_served_the_same(small_snapshot):
+    from starlette.testclient import TestClient
+
+    from pipeline.simulator.server import _EncodedCache, create_app
+
+    app = create_app(Simulator(small_snapshot, cache_size=16))
+    with TestClient(app) as c:
+        first, again = (c.get("/fetch", params={"url": WIKI + "Basalt"}) for _ in range(2))
+        assert first.content == again.content and first.json()["title"] == "Basalt"
+        assert len(app.state.encoded._bodies) == 1
+        other = c.get("/fetch", params={"url": WIKI + "Penguin"}).json()
+        assert other["title"] == "Penguin" and c.get("/links", params={"url": WIKI + "Basalt"}).status_code == 200
+        assert len(app.state.encoded._bodies) == 2  # links answers are not cached by the simulator: not kept
+    cache, answers = _EncodedCache(2), [object(), object(), object()]
+    for i, a in enumerate(answers):
+        cache.put(a, b"%d" % i)
+    assert cache.get(answers[0]) is None and cache.get(answers[2]) == b"2" and cache.get(object()) is None
