@@ -5,6 +5,8 @@
 extractor with it. It holds hashes only (no page content): one per sampled page, keyed by file and record
 offset, and one per file over every page in file order. A page's digest covers everything the store keeps
 of an extraction: text | title, date, language | links (url, anchor, context), or the rejection reason.
+Writing it again from today's extractor makes the tests compare the extractor with itself: do it only for a
+deliberate change of output (new library versions, a fix), and say which in the commit.
 """
 
 from __future__ import annotations
