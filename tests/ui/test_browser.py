@@ -4,7 +4,7 @@ DAGSTER_HOME, driven by headless Chromium (Debian's `chromium`, through Playwrig
 The store holds one small sample WARC, ingested beforehand; the watched input folders are empty, so the sensors
 launch nothing. The test checks that the global asset graph shows websim's asset groups, materializes `pages`
 from its asset page, waits for the run to succeed and for the materialization's metadata to show, materializes
-`snapshot` and checks that its plot renders in place on the asset page (not behind "[Show Markdown]"), and saves a
+`link_graph` and `snapshot` and checks that the snapshot's plot renders in place on the asset page (not behind "[Show Markdown]"), and saves a
 screenshot of each stage under `$WEBSIM_TEST_ARTIFACTS` (default `<repo>/test-artifacts`)/ui.
 """
 
@@ -69,8 +69,6 @@ def dagster_dev(tmp_path):
     (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
     store = Store(home / "store.duckdb")
     ingest_warc(sample("warc", SMALL_WARC), store, SMALL_WARC, workers=1)
-    store.build_pages()
-    store.build_link_graph()  # so `snapshot` can be materialized from its page (step 5)
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "WEBSIM_HOME": str(home),
            "WEBSIM_WARC_DIRS": str(empty), "WEBSIM_CLICKSTREAM_DIRS": str(empty), "HF_HUB_OFFLINE": "1"}
@@ -159,16 +157,19 @@ def test_asset_graph_materialize_and_metadata_in_chromium(dagster_dev):
             body = page.inner_text("body")
             page.screenshot(path=str(shots / "4_metadata.png"), full_page=True)
 
-            # 5. a plot renders on an asset page: materialize `snapshot`, whose build-time bars are inline markdown
-            page.goto(f"{base}/assets/snapshot")
-            expect(page.get_by_text("snapshot", exact=True).first).to_be_visible()
-            page.locator("button:has-text('Materialize')").first.click()
-            launched, confirm = page.get_by_text("Launched run").first, page.get_by_role("button", name="Confirm")
-            expect(launched.or_(confirm)).to_be_visible(timeout=120_000)
-            if confirm.is_visible():
-                confirm.click()
-            expect(launched).to_be_visible(timeout=120_000)
-            page.goto(f"{base}/assets/snapshot")
+            # 5. a plot renders on an asset page: materialize `link_graph`, then `snapshot`, whose build-time bars
+            # are inline markdown
+            for asset, done in (("link_graph", "edges_with_clicks"), ("snapshot", "build_seconds")):
+                page.goto(f"{base}/assets/{asset}")
+                expect(page.get_by_text(asset, exact=True).first).to_be_visible()
+                page.locator("button:has-text('Materialize')").first.click()
+                launched, confirm = page.get_by_text("Launched run").first, page.get_by_role("button", name="Confirm")
+                expect(launched.or_(confirm)).to_be_visible(timeout=120_000)
+                if confirm.is_visible():
+                    confirm.click()
+                expect(launched).to_be_visible(timeout=120_000)
+                page.goto(f"{base}/assets/{asset}")
+                expect(page.get_by_text(done, exact=True).first).to_be_visible(timeout=300_000)
             plot = page.locator("img[alt='snapshot build time by stage']").first
             expect(plot).to_be_visible(timeout=300_000)
             plot.scroll_into_view_if_needed()
