@@ -398,7 +398,9 @@ class Store:
         import duckdb
 
         spill = self.path.parent / f".{self.path.name}.spill"
-        return duckdb.connect(config={"temp_directory": str(spill), "memory_limit": "4GB"})
+        con = duckdb.connect(config={"temp_directory": str(spill), "memory_limit": "4GB"})
+        con.execute("SET enable_progress_bar = false")
+        return con
 
     def _register_raw(self, con, folders: dict[tuple[str, str], Path]) -> None:
         """The raw tables as views of the connection over the partitions' files in `folders`."""
