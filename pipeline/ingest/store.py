@@ -313,6 +313,12 @@ class Store:
             if _legacy_tables(self.path):
                 self._convert(self.path)
             self.parts.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():  # the store exists from the first ingest on, with nothing built yet
+                import duckdb
+
+                empty = self.path.with_name(f".{self.path.name}.build-{uuid.uuid4().hex[:12]}")
+                duckdb.connect(str(empty)).close()
+                os.replace(empty, self.path)
             tmp = self.parts / f".FORMAT.{os.getpid()}.tmp"
             tmp.write_text(FORMAT)
             os.replace(tmp, self.parts / "FORMAT")
