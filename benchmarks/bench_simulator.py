@@ -125,60 +125,29 @@ def wikispeedia_store(workdir: Path) -> Path:
     store.build_pages()
     store.build_link_graph()
     print(f"  Wikispeedia store built in {time.perf_counter() - started:.0f} s", flush=True)
+    store.parts.rename(Store(path).parts)  # the partitions travel with the built file
     tmp.rename(path)
     return path
 
 
-_SCALE_SQL = r"""
-ATTACH '{src}' AS ws (READ_ONLY);
-INSERT INTO warc_pages SELECT * FROM ws.warc_pages;
-INSERT INTO warc_links SELECT * FROM ws.warc_links;
-INSERT INTO warc_redirects SELECT * FROM ws.warc_redirects;
-INSERT INTO clickstream SELECT * FROM ws.clickstream;
-CREATE TEMP TABLE base AS
-  SELECT CAST(row_number() OVER (ORDER BY url) - 1 AS BIGINT) AS i, url, title, partition, record_id, warc_date,
-         regexp_extract(url, '^https?://[^/]+(/.*)$', 1) AS path, string_split(text, '. ') AS s
-  FROM ws.pages;
-CREATE TEMP TABLE copies AS
-  SELECT c, b.i, c * {n} + b.i AS j, b.path, b.title || ' — ' || o.title AS title, b.partition, b.record_id,
-         b.warc_date,
-         array_to_string(list_slice(b.s, (c * 5) % len(b.s) + 1, (c * 5) % len(b.s) + 8)
-                         || list_slice(o.s, c % len(o.s) + 1, c % len(o.s) + 4), '. ') AS text
-  FROM range(1, {copies}) r(c), base b JOIN base o ON o.i = (b.i * 31 + c * 7919 + 7) % {n}
-  WHERE c * {n} + b.i < {total};
-INSERT INTO warc_pages
-  SELECT 'scaled', 'scaled-' || j, j, 'https://c' || c || '.sim.example' || path, warc_date, 200, 'text/html',
-         'utf-8', 'header', title, text, NULL, 'en', strlen(text), sha256(text), false
-  FROM copies;
-INSERT INTO warc_links
-  SELECT 'scaled', 'scaled-' || k.j, 'https://c' || k.c || '.sim.example' || k.path,
-         'https://c' || k.c || '.sim.example' || regexp_extract(l.dst_url, '^https?://[^/]+(/.*)$', 1),
-         l.anchor, l.context, l.ordinal
-  FROM copies k JOIN ws.warc_links l ON l.partition = k.partition AND l.src_record_id = k.record_id
-  WHERE l.ordinal < 12 AND l.dst_url LIKE 'https://en.wikipedia.org/wiki/%';
-DETACH ws;
-"""
-
-
 def scaled_store(src: Path, workdir: Path, total: int) -> tuple[Path, dict]:
+    """A copy of the Wikispeedia store grown to `total` pages with `bench_store.synthesise`'s perturbed copies of
+    its pages on other hosts (synthetic partitions written through the store's own partition writer)."""
+    import shutil
+
+    from bench_store import synthesise
+
     path = workdir / f"scaled_{total}_store.duckdb"
     info_path = path.with_suffix(".json")
     if path.exists() and info_path.exists():
         return path, json.loads(info_path.read_text())
     path.unlink(missing_ok=True)
     store = Store(path)
-    with Store(src).connect(read_only=True) as con:
-        n = con.execute("SELECT count(*) FROM pages").fetchall()[0][0]
-    # A few generated pages repeat another's text and are deduplicated: generate 1% more than asked.
-    generate = int(total * 1.01)
-    copies = -(-generate // n)
-    info = {}
+    shutil.rmtree(store.parts, ignore_errors=True)
+    shutil.copytree(Store(src).parts, store.parts, ignore=shutil.ignore_patterns(".locks"))
+    shutil.copy2(src, path)
     t0 = time.perf_counter()
-    with store.connect() as con:
-        con.execute("SET memory_limit = '4GB'")
-        for stmt in _SCALE_SQL.format(src=str(src).replace("'", "''"), n=n, copies=copies, total=generate).split(";\n"):
-            if stmt.strip():
-                con.execute(stmt)
+    info = synthesise(store, total)
     info["generate_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     info["pages"] = store.build_pages()["pages"]
