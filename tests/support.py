@@ -350,3 +350,13 @@ def report_task_rows() -> list[dict]:
                "reference_scores": {"order": 1.0, "coverage": None, "citations": None, "distractors": None,
                                     "notes": None, "format": 1.0}}
     return [synth, reorder, {**reorder, "task_id": "reorder-eval", "split": "eval"}]
+
+
+# ---- executors ----------------------------------------------------------------------------------------------------
+
+def with_executor(base, executor):
+    """The project's definitions (a `dg.Definitions`), everything kept, with `executor` as every job's default."""
+    import dagster as dg
+
+    return dg.Definitions(assets=base.assets, asset_checks=base.asset_checks, jobs=base.jobs,
+                          schedules=base.schedules, sensors=base.sensors, resources=base.resources, executor=executor)

@@ -99,7 +99,7 @@ def backfill_config(warc_dir, store_path) -> dict:
 
 def warc_backfill_multiprocess():
     """Module level, so that `dg.reconstructable` can rebuild the job in each step process."""
-    from tests.assets.test_executors import with_executor
+    from tests.support import with_executor
     from assets.executors import executor_from_env
 
     return with_executor(defs, executor_from_env("multiprocess")).resolve_job_def("warc_backfill")

@@ -13,18 +13,12 @@ import pytest
 
 from assets import defs
 from assets.executors import _PACKAGES, EXECUTORS, executor_from_env, executor_name
-from tests.support import sample
+from tests.support import sample, with_executor
 
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED_NAME = {"in_process": "in_process", "multiprocess": "multiprocess", "docker": "websim_docker",
                  "k8s": "websim_k8s", "celery": "websim_celery", "celery_k8s": "websim_celery_k8s"}
 SMALL_WARC = "cc-main-2024-22-whirlwind.warc.gz"
-
-
-def with_executor(base: dg.Definitions, executor: dg.ExecutorDefinition) -> dg.Definitions:
-    """The project's definitions, everything kept, with `executor` as the default of every job."""
-    return dg.Definitions(assets=base.assets, asset_checks=base.asset_checks, jobs=base.jobs,
-                          schedules=base.schedules, sensors=base.sensors, resources=base.resources, executor=executor)
 
 
 def _skip_unless_installed(name: str) -> None:
