@@ -8,27 +8,12 @@ import dagster as dg
 import pytest
 
 from assets.evaluation import evaluation
-from assets.llm_resource import LLMResource
-from assets.resources import PathsResource
-from assets.simulator import SimulatorResource
 from assets.training import grpo_model, sft_model, sft_traces
-from tests.support import small_questions
-
-
-@pytest.fixture(scope="module")
-def questions_dir(tmp_path_factory):
-    from pipeline.datasets.export import export_dataset
-    from pipeline.synthesis.questions import hard_query_table
-
-    out = tmp_path_factory.mktemp("rl_questions") / "hard_queries"
-    export_dataset(hard_query_table(small_questions()), out, card="test", provenance={})
-    return out
 
 
 @pytest.fixture()
-def resources(small_snapshot):  # noqa: F811
-    return {"llm": LLMResource(backend="transformers"),
-            "simulator": SimulatorResource(snapshots_root=str(small_snapshot.path.parent)), "paths": PathsResource()}
+def resources(training_resources):
+    return training_resources
 
 
 def test_definitions_load(resources):

@@ -10,12 +10,9 @@ import pyarrow as pa
 import pytest
 
 from assets.evaluation import evaluation, trained_stages
-from assets.llm_resource import LLMResource
-from assets.resources import PathsResource
-from assets.simulator import SimulatorResource
 from assets.training import grpo_model, sft_model
 from assets.training_report import report_grpo_model, report_sft_model
-from tests.support import report_task_rows, small_questions
+from tests.support import report_task_rows
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +24,9 @@ def report_dir(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def questions_dir(tmp_path_factory):
-    from pipeline.datasets.export import export_dataset
-    from pipeline.synthesis.questions import hard_query_table
-
-    out = tmp_path_factory.mktemp("report_questions") / "hard_queries"
-    export_dataset(hard_query_table(small_questions()), out, card="test", provenance={})
-    return out
-
-
 @pytest.fixture()
-def resources(small_snapshot):  # noqa: F811
-    return {"llm": LLMResource(backend="transformers"),
-            "simulator": SimulatorResource(snapshots_root=str(small_snapshot.path.parent)), "paths": PathsResource()}
+def resources(training_resources):
+    return training_resources
 
 
 def test_the_stages_chain_and_the_evaluation_reads_them_all(resources):

@@ -29,16 +29,6 @@ class FakeLLMResource(LLMResource):
         return teacher
 
 
-@pytest.fixture(scope="module")
-def questions_dir(tmp_path_factory):
-    from pipeline.datasets.export import export_dataset
-    from pipeline.synthesis.questions import hard_query_table
-
-    out = tmp_path_factory.mktemp("questions") / "hard_queries"
-    export_dataset(hard_query_table(small_questions()), out, card="test", provenance={})
-    return out
-
-
 @pytest.fixture()
 def resources(small_snapshot):
     return {"llm": FakeLLMResource(), "simulator": SimulatorResource(snapshots_root=str(small_snapshot.path.parent)),
