@@ -58,6 +58,9 @@ def task_id(source: str, start_url: str, target_url: str, variant: str) -> str:
     return "nav-" + hashlib.sha256(f"{source}\n{start_url}\n{target_url}\n{variant}".encode()).hexdigest()[:16]
 
 
+_PRONUNCIATION = re.compile(r"\s*\((?=[^()]*(?:pronounced|IPA|/[^/()]+/))[^()]*\)")
+
+
 def defining_sentence(lead: str, title: str) -> str | None:
     """The page's defining sentence with its title masked ("this subject"): the first sentence of the body (the
     page header lines skipped) that names the title within its first 100 characters and defines it (is / was /
@@ -75,6 +78,7 @@ def defining_sentence(lead: str, title: str) -> str | None:
         sentence = m.group(1)
         if not _DEFINES.search(sentence):
             continue
+        sentence = _PRONUNCIATION.sub("", sentence)  # "(pronounced IPA: /ˈɪŋglənd/)" spells the title out
         for form in forms:
             sentence = re.sub(rf"(?i)\b((the|an?) )?{re.escape(form)}\b", "this subject", sentence)
         sentence = sentence[0].upper() + sentence[1:]

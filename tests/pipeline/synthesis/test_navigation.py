@@ -71,6 +71,13 @@ def test_defining_sentence_masks_the_title():
     s = defining_sentence(lead, "Working poor")
     assert s.startswith("This subject is a term used") and "poor" not in s.lower()
     assert defining_sentence("X\nshort line", "X") is None
+    # a pronunciation spells the title out: it goes, an etymology stays (the demo's described England task)
+    england = ("England\nEngland (pronounced IPA: /ˈɪŋglənd/) is a nation in northwest Europe and the largest and "
+               "most populous constituent country of the United Kingdom.")
+    assert defining_sentence(england, "England") == ("This subject is a nation in northwest Europe and the largest "
+                                                     "and most populous constituent country of the United Kingdom.")
+    alchemy = "Alchemy\nAlchemy (from Arabic al-kimia) is an early philosophical discipline combining chemistry with art."
+    assert "(from Arabic al-kimia)" in defining_sentence(alchemy, "Alchemy")
 
 
 @pytest.fixture(scope="module")
