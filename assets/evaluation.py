@@ -8,6 +8,7 @@ import dagster as dg
 
 from assets.handoffs import json_metadata, latest_path, md_image, model_dir, snapshot_of
 from assets.llm_resource import LLMResource
+from assets.plots import inline_bars
 from assets.resources import PathsResource
 from assets.simulator import SimulatorResource
 from assets.training import grpo_model, sft_model
@@ -23,7 +24,7 @@ STAGES = (("sft", sft_model), ("grpo", grpo_model), ("report_sft", report_sft_mo
 
 class EvaluationConfig(dg.Config):
     questions_dir: str = ""
-    """hard_queries folder (eval split); empty: <data dir>/datasets/hard_queries."""
+    """hard_queries folder (eval split); empty: `<data dir>/datasets/hard_queries`."""
     eval_questions: int = 100
     """Eval questions used (0: all)."""
     report_tasks_dir: str = ""
@@ -51,7 +52,7 @@ class EvaluationConfig(dg.Config):
     backend: str = "transformers"
     num_threads: int = 0
     output_dir: str = ""
-    """Empty: <data dir>/eval."""
+    """Empty: `<data dir>/eval`."""
 
 
 @dg.asset(
@@ -102,7 +103,10 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, simu
     png = plot_results(results, path.with_suffix(".png"))
     context.log.info("\n" + results_table_md(results))
     yield dg.MaterializeResult(metadata={
-        "results": dg.MetadataValue.path(str(path)), "table": dg.MetadataValue.md(results_table_md(results)),
+        "results": dg.MetadataValue.path(str(path)), "table": results_table(results),
+        "table_md": dg.MetadataValue.md(results_table_md(results)),
+        "accuracy_by_stage": inline_bars([m["accuracy"] for m in results["models"].values()], "accuracy per stage",
+                                         ", ".join(f"{n} {m['accuracy']:.2f}" for n, m in results["models"].items())),
         "plots": dg.MetadataValue.md(md_image(png.read_bytes(), "every metric per stage")),
         "plots_png": dg.MetadataValue.path(str(png)), "questions": len(questions), "report_tasks": len(reports),
         "navigation_tasks": len(navigation), "snapshot_id": snap.id, "models": dg.MetadataValue.json(models),
@@ -152,15 +156,33 @@ def navigation_eval_rows(instance: dg.DagsterInstance, config: EvaluationConfig)
     return read_split(folder, "eval")[: config.eval_navigation_tasks or None]
 
 
+def results_table(results: dict) -> dg.TableMetadataValue:
+    """The metric x stage table as a Dagster table (shown whole on the asset page): each cell the value, its 95%
+    interval and its count."""
+    from training.evaluate import STAGE_METRICS, stage_metric
+
+    names = list(results["models"])
+    records = []
+    for key, label, part in STAGE_METRICS:
+        cells = {n: stage_metric(results["models"][n], key, part) for n in names}
+        if all(v is None for v, _, _ in cells.values()):
+            continue
+        records.append(dg.TableRecord({"metric": label, **{
+            n: "-" if v is None else f"{v:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + f" (n={count})"
+            for n, (v, ci, count) in cells.items()}}))
+    schema = dg.TableSchema(columns=[dg.TableColumn("metric", "string")] + [dg.TableColumn(n, "string") for n in names])
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
 def model_figures(results: dict) -> dict:
-    """Per model: accuracy, F1, tool calls per question, format validity (and report score) as flat metadata."""
+    """Every figure of the table per stage as a float (`<stage>_<metric>`), so the UI charts it across runs."""
+    from training.evaluate import STAGE_METRICS, stage_metric
+
     out = {}
     for name, m in results["models"].items():
-        out.update({f"{name}_{key}": float(m[key]) for key in ("accuracy", "f1", "tool_calls_per_question",
-                                                              "format_validity")})
-        if m.get("report"):
-            out[f"{name}_report_score"] = float(m["report"].get("mean_score") or 0.0)
-        if m.get("navigation"):
-            out[f"{name}_navigation_success"] = float(m["navigation"]["success_rate"])
-            out[f"{name}_navigation_efficiency"] = float(m["navigation"]["efficiency_vs_shortest"] or 0.0)
-    return {k: dg.MetadataValue.float(v) for k, v in out.items()}
+        for key, _, part in STAGE_METRICS:
+            value, _, _ = stage_metric(m, key, part)
+            if value is not None:
+                prefix = {"search": "", "report": "report_", "navigation": "navigation_"}[part]
+                out[f"{name}_{prefix}{key}"] = dg.MetadataValue.float(float(value))
+    return out

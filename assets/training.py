@@ -17,6 +17,7 @@ from pydantic import create_model
 from assets.handoffs import json_metadata, latest_path, md_image, model_dir, sample_md, snapshot_of
 from assets.llm_resource import LLMResource
 from assets.navigation import navigation_tasks
+from assets.plots import inline_curves, legend
 from assets.questions import hard_queries
 from assets.resources import PathsResource
 from assets.simulator import SimulatorResource
@@ -46,9 +47,9 @@ def run_config_class(name: str, run_cls: type, exclude: typing.Iterable[str], ba
 
 class SFTTracesConfig(dg.Config):
     questions_dir: str = ""
-    """The hard_queries dataset folder; empty: <data dir>/datasets/hard_queries."""
+    """The hard_queries dataset folder; empty: `<data dir>/datasets/hard_queries`."""
     output_dir: str = ""
-    """Empty: <data dir>/datasets/sft_traces."""
+    """Empty: `<data dir>/datasets/sft_traces`."""
     max_questions: int = 0
     """Train questions used at most (0: all)."""
     demonstrations: bool = True
@@ -149,11 +150,11 @@ def sft_traces(context: dg.AssetExecutionContext, config: SFTTracesConfig, llm: 
 
 class _SFTModelInputs(dg.Config):
     traces_dir: str = ""
-    """The sft_traces folder; empty: the path of its latest materialization, else <data dir>/datasets/sft_traces."""
+    """The sft_traces folder; empty: the path of its latest materialization, else `<data dir>/datasets/sft_traces`."""
     questions_dir: str = ""
-    """hard_queries folder for the before/after check (eval split); empty: <data dir>/datasets/hard_queries."""
+    """hard_queries folder for the before/after check (eval split); empty: `<data dir>/datasets/hard_queries`."""
     run_name: str = ""
-    """Folder name under <data dir>/models/sft; empty: derived from the settings and the traces, so that a crashed
+    """Folder name under `<data dir>/models/sft`; empty: derived from the settings and the traces, so that a crashed
     run of the same config resumes from its last checkpoint."""
     eval_questions: int = 8
     """Eval-split questions for the before/after check (0: skip it)."""
@@ -164,6 +165,14 @@ class _SFTModelInputs(dg.Config):
 
 SFTModelConfig = run_config_class("SFTModelConfig", SFTRunConfig, ("dataset", "output_dir", "data_dir"),
                                   base=_SFTModelInputs)
+
+
+def loss_inline(run_dir: Path, title: str) -> dg.MetadataValue:
+    """The training loss per logged step of a run (its `log_history.jsonl`) as an inline plot."""
+    path = run_dir / "log_history.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    series = {"loss": [r["loss"] for r in rows if "loss" in r]}
+    return inline_curves(series, title, legend(series))
 
 
 def run_trainer(context: dg.AssetExecutionContext, module: str, run, out: Path) -> dict:
@@ -218,6 +227,7 @@ def sft_model(context: dg.AssetExecutionContext, config: SFTModelConfig, simulat
         "data": dg.MetadataValue.json(metrics["data"]),
         "loss_curve": dg.MetadataValue.md(md_image((out / "loss_curve.png").read_bytes(), "SFT loss")),
         "loss_curve_png": dg.MetadataValue.path(str(out / "loss_curve.png")),
+        "loss_inline": loss_inline(out, "SFT loss"),
     }
     if config.eval_questions:
         qdir = paths.dataset_dir("hard_queries", config.questions_dir)
@@ -249,13 +259,13 @@ class _GRPOModelInputs(dg.Config):
     sft_model_dir: str = ""
     """The starting model; empty: the latest `sft_model` materialization's model folder."""
     questions_dir: str = ""
-    """hard_queries folder (train split); empty: <data dir>/datasets/hard_queries."""
+    """hard_queries folder (train split); empty: `<data dir>/datasets/hard_queries`."""
     report_tasks_dir: str = ""
     """report_tasks folder; empty: the latest `report_tasks` materialization's, if any."""
     navigation_tasks_dir: str = ""
     """navigation_tasks folder; empty: the latest `navigation_tasks` materialization's, if any."""
     run_name: str = ""
-    """Folder under <data dir>/models/grpo; empty: a hash of the settings and the data, so a crash resumes."""
+    """Folder under `<data dir>/models/grpo`; empty: a hash of the settings and the data, so a crash resumes."""
     sanity_sample: int = 32
 
 
@@ -278,7 +288,7 @@ def grpo_run(config, start: Path, qdir: Path, reports: Path | None, snap, llm: L
     return GRPORunConfig(questions=str(qdir), snapshot=str(snap.path), output_dir=str(out), model=str(start),
                          data_dir=llm.data_dir or "", report_tasks=str(reports or ""),
                          navigation_tasks=str(navigation or ""), rewards=rewards,
-                         judge_backend=llm.backend, judge_model=llm.model or "embedded", judge_base_url=llm.base_url,
+                         judge_backend=llm.backend_name, judge_model=llm.model or "embedded", judge_base_url=llm.base_url,
                          env=env, num_threads=config.num_threads, retrain=config.retrain, **settings)
 
 
@@ -337,6 +347,9 @@ def train_grpo(context: dg.AssetExecutionContext, config, start: Path, simulator
         "curves": dg.MetadataValue.md(md_image((out / "curves.png").read_bytes(),
                                                "GRPO reward, accuracy, tool calls, KL")),
         "curves_png": dg.MetadataValue.path(str(out / "curves.png")),
+        "curves_inline": inline_curves(rewards_seen := {k: [v for _, v in metrics["curves"].get(k, [])]
+                                                         for k in ("reward", "accuracy")},
+                                       "GRPO reward and accuracy per step", legend(rewards_seen)),
     }
     if (sample := last_rollout(out / "rollouts.jsonl")) is not None:
         metadata["sample_rollout"] = dg.MetadataValue.md(

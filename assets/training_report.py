@@ -13,7 +13,7 @@ from assets.handoffs import json_metadata, latest_path, md_image, model_dir
 from assets.llm_resource import LLMResource
 from assets.resources import PathsResource
 from assets.simulator import SimulatorResource
-from assets.training import GRPOModelConfig, grpo_model, run_config_class, run_trainer, train_grpo
+from assets.training import GRPOModelConfig, grpo_model, loss_inline, run_config_class, run_trainer, train_grpo
 from training.sft import SFTRunConfig
 
 REPORT_REWARD_SANITY = "The rewards tell right from wrong before training: the search check of grpo_model, and on " \
@@ -92,6 +92,7 @@ def report_sft_model(context: dg.AssetExecutionContext, config: ReportSFTModelCo
         **{k: metrics[k] for k in ("steps", "train_loss", "first_loss", "last_loss", "train_runtime_s", "s_per_step",
                                    "loss_token_share")},
         "loss_curve": dg.MetadataValue.md(md_image((out / "loss_curve.png").read_bytes(), "report SFT loss")),
+        "loss_inline": loss_inline(out, "report SFT loss"),
     })
 
 

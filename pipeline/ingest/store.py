@@ -405,7 +405,10 @@ class Store:
 
         spill = self.path.parent / f".{self.path.name}.spill"
         con = duckdb.connect(config={"temp_directory": str(spill), "memory_limit": "4GB"})
-        con.execute("SET enable_progress_bar = false")
+        try:  # cosmetic (no bar in logs); some embeddings refuse it "as a global option": never worth a failed build
+            con.execute("SET enable_progress_bar = false")
+        except duckdb.Error:
+            pass
         return con
 
     def _register_raw(self, con, folders: dict[tuple[str, str], Path]) -> None:

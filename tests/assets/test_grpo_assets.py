@@ -89,7 +89,9 @@ def test_grpo_then_evaluation_from_the_sft_model(resources, questions_dir, tiny_
     assert check.metadata["trained_ids"].value == 4 and check.metadata["eval_questions"].value == 2
     md = result.asset_materializations_for_node("evaluation")[0].metadata
     assert md["models"].data == {"base": str(tiny_model), "sft": str(tiny_model), "grpo": str(model_dir)}
-    table = md["table"].value.splitlines()
+    assert [r.data["metric"] for r in md["table"].value.records][:2] == ["accuracy (EM)", "F1"]
+    assert set(md["table"].value.records[0].data) == {"metric", "base", "sft", "grpo"}
+    table = md["table_md"].value.splitlines()
     assert table[0] == "| metric | base | sft | grpo |" and table[2].startswith("| accuracy (EM) | ")
     assert "(n=2)" in table[2]
     assert "data:image/png;base64," in md["plots"].value
@@ -97,4 +99,4 @@ def test_grpo_then_evaluation_from_the_sft_model(resources, questions_dir, tiny_
     assert set(results["models"]) == {"base", "sft", "grpo"} and results["questions"] == 2
     assert results["leakage_check"]["passed"]
     for name in ("base", "sft", "grpo"):
-        assert 0.0 <= md[f"{name}_accuracy"].value <= 1.0 and len(results["per_question"][name]) == 2
+        assert 0.0 <= md[f"{name}_accuracy"].value <= 1.0 and f"{name}_mean_reward" in md and len(results["per_question"][name]) == 2
