@@ -17,9 +17,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="session")
 def traces_dir(small_snapshot, tmp_path_factory):
     """An sft_traces folder of demonstrations on the small snapshot (train questions only)."""
-    from pipeline.datasets.export import export_dataset
     from training.env import SearchEnv
-    from training.traces import demonstrations, trace_rows, trace_table
+    from training.traces import demonstrations, export_traces, trace_rows
 
     train = [q for q in small_questions() if q["split"] == "train"]
     # small views: a step's cost is mostly the 49k-word vocabulary over every token, even for a tiny model
@@ -27,8 +26,8 @@ def traces_dir(small_snapshot, tmp_path_factory):
                                  max_chars=120, max_links=3)
     traces, _ = demonstrations(train, make_env)
     out = tmp_path_factory.mktemp("sft") / "sft_traces"
-    export_dataset(trace_table(trace_rows(traces, snapshot_id=small_snapshot.id)), out, card="test",
-                   provenance={"snapshot_id": small_snapshot.id, "env": {}})
+    export_traces(trace_rows(traces, snapshot_id=small_snapshot.id), out, card="test",
+                  provenance={"snapshot_id": small_snapshot.id, "env": {}})
     return out
 
 
