@@ -8,19 +8,24 @@ before they are kept:
 - `reference`: the teacher's answer stored with the task (`reference`, `reference_scores`), kept only when the mean
   of its verifier scores is >= `min_score` and it is not the gold itself.
 
+Either is refused when one of its sentences is not one a person would write (`fragmentary_sentences`: a sentence
+cut in the middle, an infobox or table dump, a URL): the verifiers score such a gold 1.0 (its words are all in its
+chunk), so it is read here. In the previous demo's data 6 of 18 report golds had one.
+
 A trace is the task's prompt (system + user, the chunks inside) and one assistant turn; the loss falls on that turn
 only (`training.sft`'s assistant-only loss). Train split only: an eval task here would be a leak, so it is refused.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import pyarrow as pa
 
 from pipeline.synthesis.report_tasks.answers import gold_answer
-from pipeline.synthesis.report_tasks.scoring import score_completion
+from pipeline.synthesis.report_tasks.scoring import graded_body, report_sentences, score_completion
 
 TRACE_SCHEMA = pa.schema([
     ("id", pa.string()), ("task_id", pa.string()), ("task_kind", pa.string()), ("source", pa.string()),
@@ -28,6 +33,23 @@ TRACE_SCHEMA = pa.schema([
     ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
 ])
 SOURCES = ("gold", "reference")
+MAX_SENTENCE_WORDS = 60
+_URL = re.compile(r"https?://|www\.")
+_STARTS_WELL = re.compile(r"^[\"'“‘(]?[A-Z]")
+
+
+def fragmentary_sentences(text: str, kind: str) -> list[str]:
+    """The sentences of a report or summary that no one would write: a fragment cut mid-sentence (it starts with
+    a digit, a bracket or a lower-case word), unbalanced parentheses, an infobox or table dump (over
+    `MAX_SENTENCE_WORDS` words, or list bullets inside), a URL. Reorder answers have none."""
+    if kind == "reorder":
+        return []
+    out = []
+    for sentence, _ in report_sentences(graded_body(text, kind) if kind == "analyse_merge" else text):
+        if (not _STARTS_WELL.match(sentence) or sentence.count("(") != sentence.count(")")
+                or len(sentence.split()) > MAX_SENTENCE_WORDS or " * " in f" {sentence} " or _URL.search(sentence)):
+            out.append(sentence)
+    return out
 
 
 def mean_score(scores: dict[str, float | None] | None) -> float | None:
@@ -41,8 +63,8 @@ def report_traces(rows: Sequence[dict[str, Any]], *, min_score: float = 0.8, sou
     bad = [r["task_id"] for r in rows if r.get("split") != "train"]
     if bad:
         raise ValueError(f"{len(bad)} report task(s) not of the train split would enter SFT: {bad[:5]}")
-    traces, rejected = [], {"gold_below_min_score": 0, "reference_missing": 0, "reference_below_min_score": 0,
-                            "reference_is_gold": 0}
+    traces, rejected = [], {"gold_below_min_score": 0, "gold_fragmentary": 0, "reference_missing": 0,
+                            "reference_below_min_score": 0, "reference_fragmentary": 0, "reference_is_gold": 0}
     for row in rows:
         prompt = [{"role": m["role"], "content": m["content"]} for m in row["prompt"]]
         candidates = []
@@ -51,6 +73,8 @@ def report_traces(rows: Sequence[dict[str, Any]], *, min_score: float = 0.8, sou
             score = mean_score(score_completion(gold, row))
             if score is None or score < min_score:
                 rejected["gold_below_min_score"] += 1
+            elif fragmentary_sentences(gold, row["task_kind"]):
+                rejected["gold_fragmentary"] += 1
             else:
                 candidates.append(("gold", gold, score))
         if "reference" in sources:
@@ -62,6 +86,8 @@ def report_traces(rows: Sequence[dict[str, Any]], *, min_score: float = 0.8, sou
                 rejected["reference_is_gold"] += 1
             elif score is None or score < min_score:
                 rejected["reference_below_min_score"] += 1
+            elif fragmentary_sentences(reference, row["task_kind"]):
+                rejected["reference_fragmentary"] += 1
             else:
                 candidates.append(("reference", reference, score))
         for source, text, score in candidates:

@@ -13,8 +13,8 @@ def test_golds_and_passing_references_become_traces_and_the_rest_is_counted():
     traces, counts = report_traces([synth, reorder, weak], min_score=0.8)
     assert sorted(t["id"] for t in traces) == ["reorder-1-gold", "synth-1-gold", "synth-1-reference",
                                                "synth-weak-gold"]
-    assert counts["rejected"] == {"gold_below_min_score": 0, "reference_missing": 0,
-                                  "reference_below_min_score": 1, "reference_is_gold": 1}
+    assert counts["rejected"] == {"gold_below_min_score": 0, "gold_fragmentary": 0, "reference_missing": 0,
+                                  "reference_below_min_score": 1, "reference_fragmentary": 0, "reference_is_gold": 1}
     gold = next(t for t in traces if t["id"] == "reorder-1-gold")
     assert gold["messages"][:2] == reorder["prompt"] and gold["messages"][-1] == {"role": "assistant",
                                                                                     "content": "C2, C3, C1"}
@@ -36,3 +36,18 @@ def test_written_traces_load_as_the_sft_trainer_reads_them(tmp_path):
     ds = load_traces(tmp_path / "traces")
     assert len(ds) == 3 and ds[0]["messages"][-1]["role"] == "assistant"
     assert "report-writing" in (tmp_path / "traces" / "README.md").read_text()
+
+
+def test_a_gold_with_a_sentence_no_one_would_write_is_refused():
+    from training.traces_report import fragmentary_sentences
+
+    synth = report_task_rows()[0]
+    infobox = "Flag of Grenada Coat of arms Motto: Ever Conscious of God " * 6
+    for bad in ("2,486,235), the largest borough in population was an independent city until 1898 [C1].",
+                f"{infobox}[C1].", "See http://ico.gov.uk/for_organisations/privacy for the rules [C1]."):
+        assert fragmentary_sentences(f"# T\n\n## S\n{bad}", "synthesise"), bad
+    assert fragmentary_sentences(synth["reference"], "synthesise") == []
+    assert fragmentary_sentences("C3, C1, C2", "reorder") == []
+    broken = {**synth, "task_id": "broken", "reference": synth["reference"] + " (the dam was built by [C2]."}
+    traces, counts = report_traces([broken])
+    assert counts["rejected"]["reference_fragmentary"] == 1 and [t["source"] for t in traces] == ["gold"]
