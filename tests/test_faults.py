@@ -214,10 +214,12 @@ def test_two_runs_writing_the_store_at_once_both_complete_without_waiting(tmp_pa
         assert line.endswith("SUCCESS"), out[-3000:]
         run_ids.append(line.split()[1])
 
-    # each partition writes files of its own (issue 18): neither run waited for the other
-    # (tests/pipeline/ingest/test_store.py shows two writers inside the store at the same moment)
-    assert not [r.user_message for run_id in run_ids for r in instance.all_logs(run_id)
-                if "waiting for the store" in (r.user_message or "")]
+    # each partition writes files of its own (issue 18): neither run waited for the other's partition
+    # (tests/pipeline/ingest/test_store.py shows two writers inside the store at the same moment); the one wait
+    # allowed is the very first ingest creating the store's folder under the build lock, which two first runs share
+    waits = [r.user_message for run_id in run_ids for r in instance.all_logs(run_id)
+             if "waiting for the store" in (r.user_message or "")]
+    assert not [w for w in waits if "build lock" not in w], waits
 
     # and the store is whole: both partitions, each exactly as its ingest counted it
     store = Store(tmp_path / "store.duckdb")
