@@ -137,9 +137,13 @@ def test_search_rewards_skip_report_rows_and_report_rewards_skip_search_rows():
 
 
 def test_make_rewards_follows_the_weights():
-    funcs, weights = make_rewards(RewardConfig(f1=0.0, report=0.0, tool_cost=0.5))
+    funcs, weights = make_rewards(RewardConfig(f1=0.0, report=0.0, navigation=0.0, tool_cost=0.5))
     assert [f.__name__ for f in funcs] == ["exact_match_reward", "tool_format_reward", "tool_cost_reward"]
     assert weights == [1.0, 0.25, 0.5]
+    funcs, weights = make_rewards(RewardConfig(f1=0.0, report=0.0, navigation=2.0))
+    assert [f.__name__ for f in funcs][-3:] == ["navigation_reached_reward", "navigation_efficiency_reward",
+                                                "navigation_invalid_moves_reward"]
+    assert weights[-3:] == [2.0, 1.0, 0.5]  # NAVIGATION_REWARD_WEIGHTS scaled
     with pytest.raises(ValueError, match="judge"):
         make_rewards(RewardConfig(judge=1.0))
     names = [f.__name__ for f in make_rewards(RewardConfig())[0]]
