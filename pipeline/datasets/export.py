@@ -53,13 +53,7 @@ def export_dataset(table: pa.Table, out_dir: str | Path, *, card: str, provenanc
         (tmp / "README.md").write_text(card, encoding="utf-8")
         for name, blob in (extra_files or {}).items():
             (tmp / name).write_bytes(blob)
-        old = None
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -71,6 +65,17 @@ def export_dataset(table: pa.Table, out_dir: str | Path, *, card: str, provenanc
         "hf": str(out_dir / "hf"),
         "files": {name: str(out_dir / name) for name in extra_files or {}},
     }
+
+
+def swap_in(tmp: Path, out_dir: Path) -> None:
+    """Replace `out_dir` by the finished folder `tmp` (renames: a reader sees the old folder or the new one)."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def pa_table(table: pa.Table):

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from pipeline.datasets.export import swap_in
 from pipeline.datasets.io import read_split
 from pipeline.datasets.retrieval import (bm25_run, corpus_documents, evaluate_run, qrels, write_jsonl, write_qrels,
                                          write_queries, write_run)
@@ -91,7 +92,7 @@ def export_for_trainers(questions_dir: str | Path, snapshot: Any, out_dir: str |
         manifest["files"] = json.loads(json.dumps(manifest["files"]).replace(str(tmp), str(out_dir)))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         (tmp / "README.md").write_text(readme(manifest), encoding="utf-8")
-        _swap_in(tmp, out_dir)
+        swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -146,16 +147,6 @@ def _retrieval(questions: Sequence[dict], snapshot: Any, simulator: Any, folder:
         metrics[name] = {k: v for k, v in scores.items() if k != "per_query"}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
-
-
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
