@@ -159,17 +159,10 @@ def navigation_eval_rows(instance: dg.DagsterInstance, config: EvaluationConfig)
 def results_table(results: dict) -> dg.TableMetadataValue:
     """The metric x stage table as a Dagster table (shown whole on the asset page): each cell the value, its 95%
     interval and its count."""
-    from training.evaluate import STAGE_METRICS, stage_metric
+    from training.evaluate import stage_rows
 
     names = list(results["models"])
-    records = []
-    for key, label, part in STAGE_METRICS:
-        cells = {n: stage_metric(results["models"][n], key, part) for n in names}
-        if all(v is None for v, _, _ in cells.values()):
-            continue
-        records.append(dg.TableRecord({"metric": label, **{
-            n: "-" if v is None else f"{v:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + f" (n={count})"
-            for n, (v, ci, count) in cells.items()}}))
+    records = [dg.TableRecord({"metric": label, **dict(zip(names, cells))}) for label, cells in stage_rows(results)]
     schema = dg.TableSchema(columns=[dg.TableColumn("metric", "string")] + [dg.TableColumn(n, "string") for n in names])
     return dg.MetadataValue.table(records=records, schema=schema)
 

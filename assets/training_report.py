@@ -56,10 +56,8 @@ def passed_on(start: Path, stage: str) -> dg.Output:
 )
 def report_sft_model(context: dg.AssetExecutionContext, config: ReportSFTModelConfig, llm: LLMResource,
                      paths: PathsResource) -> dg.Output[str]:
-    from pipeline.datasets.io import read_split
-    from training.run import read_run_config
     from training.sft import sft_run_dir
-    from training.traces_report import report_traces, write_report_traces
+    from training.traces_report import report_sft_data, write_report_traces
 
     start = model_dir(context.instance, config.start_model_dir, grpo_model.key, "GRPO", "start_model_dir")
     if config.skip:
@@ -69,13 +67,9 @@ def report_sft_model(context: dg.AssetExecutionContext, config: ReportSFTModelCo
     if folder is None:
         raise dg.Failure("no report_tasks dataset: materialize report_tasks first or set report_tasks_dir")
     sources = ("gold", "reference") if config.references else ("gold",)
-    traces, counts = report_traces(read_split(folder, "train"), min_score=config.min_score, sources=sources)
+    traces, counts, provenance = report_sft_data(folder, start, min_score=config.min_score, sources=sources)
     if not traces:
         raise dg.Failure(f"no report task of {folder} has an answer that passes its verifiers: {counts}")
-    start_run = read_run_config(start.parent)  # the GRPO run: the snapshot and env the agent was trained in
-    provenance = {"report_tasks": str(folder), "min_score": config.min_score, "counts": counts,
-                  "start_model": str(start), "snapshot_id": Path(start_run.get("snapshot", "")).name,
-                  "env": start_run.get("env", {})}
     settings = {f.name: getattr(config, f.name) for f in SFTRunConfig.setting_fields() if hasattr(config, f.name)}
     out = sft_run_dir(paths.models_dir("report_sft"), settings, provenance, config.run_name)
     export = write_report_traces(traces, out / "traces", provenance)

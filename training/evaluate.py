@@ -347,21 +347,25 @@ def stage_metric(model: Mapping[str, Any], key: str, part: str) -> tuple[float |
                                                                                             block.get("tasks", 0)))
 
 
-def results_table_md(results: Mapping[str, Any]) -> str:
-    """One row per metric, one column per model (stage): value, its 95% interval and the count it is over."""
-    models = results["models"]
-    names = list(models)
-    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+def stage_rows(results: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """(metric label, one cell per model) for every metric some model has: "value [lo, hi] (n=count)" or "-"."""
+    rows = []
     for key, label, part in STAGE_METRICS:
         cells = []
-        for name in names:
-            value, ci, n = stage_metric(models[name], key, part)
-            if value is None:
-                cells.append("-")
-            else:
-                cells.append(f"{value:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + f" (n={n})")
+        for model in results["models"].values():
+            value, ci, n = stage_metric(model, key, part)
+            cells.append("-" if value is None else
+                         f"{value:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + f" (n={n})")
         if any(c != "-" for c in cells):
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            rows.append((label, cells))
+    return rows
+
+
+def results_table_md(results: Mapping[str, Any]) -> str:
+    """One row per metric, one column per model (stage): value, its 95% interval and the count it is over."""
+    names = list(results["models"])
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in stage_rows(results)]
     note = (f"\n\n{results['questions']} eval questions"
             + (f", {results['report_tasks']} report tasks" if results.get("report_tasks") else "")
             + (f", {results['navigation_tasks']} navigation tasks" if results.get("navigation_tasks") else "")

@@ -115,3 +115,19 @@ def write_report_traces(traces: Sequence[dict[str, Any]], out_dir: str | Path, p
         f"its verifier scores is >= {provenance.get('min_score', '?')}); `score`: that mean. Train split only.", "",
         f"Rows: {len(traces)}. Made from `{provenance.get('report_tasks', '?')}`.", ""])
     return export_dataset(table, out_dir, card=card, provenance=dict(provenance))
+
+
+def report_sft_data(report_tasks: str | Path, start_model: str | Path, *, min_score: float = 0.8,
+                    sources: Sequence[str] = SOURCES) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """(traces, counts, provenance) of the report SFT round: the train split of a `report_tasks` folder made into
+    traces, and where they came from, with the snapshot and env of the run that trained `start_model` (a run
+    folder's model, e.g. the search-GRPO run: what the agent was trained in)."""
+    from pipeline.datasets.io import read_split
+    from training.run import read_run_config
+
+    traces, counts = report_traces(read_split(report_tasks, "train"), min_score=min_score, sources=sources)
+    start_run = read_run_config(Path(start_model).parent)
+    provenance = {"report_tasks": str(report_tasks), "min_score": min_score, "counts": counts,
+                  "start_model": str(start_model), "snapshot_id": Path(start_run.get("snapshot", "")).name,
+                  "env": start_run.get("env", {})}
+    return traces, counts, provenance
