@@ -58,6 +58,8 @@ def task_id(source: str, start_url: str, target_url: str, variant: str) -> str:
     return "nav-" + hashlib.sha256(f"{source}\n{start_url}\n{target_url}\n{variant}".encode()).hexdigest()[:16]
 
 
+_TITLE_FILLERS = {"the", "and", "for", "von", "van", "der", "les", "des", "del"}
+_SUBJECT_THEN_VERB = re.compile(r"^This subject(?:\s*\([^()]*\))?\s*,?\s*(?:is|was|are|were|refers)\b")
 _PRONUNCIATION = re.compile(r"\s*\((?=[^()]*(?:pronounced|IPA|/[^/()]+/))[^()]*\)")
 
 
@@ -82,8 +84,14 @@ def defining_sentence(lead: str, title: str) -> str | None:
         for form in forms:
             sentence = re.sub(rf"(?i)\b((the|an?) )?{re.escape(form)}\b", "this subject", sentence)
         sentence = sentence[0].upper() + sentence[1:]
-        words = re.findall(r"\w{4,}", bare.lower())
+        words = [w for w in re.findall(r"\w{3,}", bare.lower()) if w not in _TITLE_FILLERS]
         if any(re.search(rf"\b{re.escape(w)}\b", sentence.lower()) for w in words):
+            return None
+        # the subject, then (at most a parenthesis) its defining verb: not "this subject di Lodovico ... commonly
+        # known as this subject", not "this subject or arithmetics", and no word that spells the title's stem
+        if not _SUBJECT_THEN_VERB.match(sentence) or sentence.lower().count("this subject") > 1:
+            return None
+        if any(re.search(rf"\b{re.escape(w[:6])}", sentence.lower()) for w in words if len(w) >= 6):
             return None
         return sentence
     return None

@@ -78,6 +78,19 @@ def test_defining_sentence_masks_the_title():
                                                      "and most populous constituent country of the United Kingdom.")
     alchemy = "Alchemy\nAlchemy (from Arabic al-kimia) is an early philosophical discipline combining chemistry with art."
     assert "(from Arabic al-kimia)" in defining_sentence(alchemy, "Alchemy")
+    # read in the demo's described tasks: a masked name left half-said, or a word that spells the title
+    for title, line in (("Michelangelo", "Michelangelo di Lodovico Buonarroti Simoni (March 6, 1475 – February 18, "
+                                         "1564), commonly known as Michelangelo, was an Italian Renaissance painter."),
+                        ("Arithmetic", "Arithmetic or arithmetics (from the Greek word αριθμός = number) is the "
+                                       "oldest and most elementary branch of mathematics."),
+                        ("Taj Mahal", "The Taj Mahal (sometimes called \"the Taj\") is generally considered the "
+                                      "finest example of Mughal architecture."),
+                        ("Technology", "Technology is a word with origins in the Greek word technologia, techne "
+                                       "craft and logia saying, a broad term for tools and crafts.")):
+        assert defining_sentence(f"{title}\n{line}", title) is None, title
+    hitler = ("Adolf Hitler\nAdolf Hitler (April 20, 1889 – April 30, 1945) was Chancellor of Germany from 1933 and "
+              "leader of Germany from 1934 until his death.")
+    assert defining_sentence(hitler, "Adolf Hitler").startswith("This subject (April 20, 1889")
 
 
 @pytest.fixture(scope="module")
