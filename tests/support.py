@@ -210,9 +210,10 @@ class FakeTeacher:
                 continue
             if "key_points" in schema["properties"]:
                 passage = user.split("Passage:\n", 1)[1].split("\n\nList up to", 1)[0]
-                lead = lead_key_point(passage)
-                parsed = {"key_points": [{"point": lead["point"], "quote": lead["quote"]},
-                                         {"point": "Something invented.", "quote": "words that are not in it at all"}]}
+                lead = lead_key_point(passage)  # None where no sentence of the passage is one a person would write
+                found = [{"point": lead["point"], "quote": lead["quote"]}] if lead else []
+                parsed = {"key_points": found + [{"point": "Something invented.",
+                                                  "quote": "words that are not in it at all"}]}
             elif "sections" in schema["properties"]:
                 frags = [f.split("\n", 1) for f in user.split("Fragments:\n\n", 1)[1].split("\n\n[")]
                 parsed = {"title": "Report", "sections": [

@@ -18,13 +18,13 @@ only (`training.sft`'s assistant-only loss). Train split only: an eval task here
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import pyarrow as pa
 
 from pipeline.synthesis.report_tasks.answers import gold_answer
+from pipeline.synthesis.report_tasks.key_points import fragment_reason
 from pipeline.synthesis.report_tasks.scoring import graded_body, report_sentences, score_completion
 
 TRACE_SCHEMA = pa.schema([
@@ -33,23 +33,15 @@ TRACE_SCHEMA = pa.schema([
     ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
 ])
 SOURCES = ("gold", "reference")
-MAX_SENTENCE_WORDS = 60
-_URL = re.compile(r"https?://|www\.")
-_STARTS_WELL = re.compile(r"^[\"'“‘(]?[A-Z]")
 
 
 def fragmentary_sentences(text: str, kind: str) -> list[str]:
-    """The sentences of a report or summary that no one would write: a fragment cut mid-sentence (it starts with
-    a digit, a bracket or a lower-case word), unbalanced parentheses, an infobox or table dump (over
-    `MAX_SENTENCE_WORDS` words, or list bullets inside), a URL. Reorder answers have none."""
+    """The sentences of a report or summary that no one would write (`fragment_reason`: cut mid-sentence, an
+    infobox or table dump, a URL). Reorder answers have none."""
     if kind == "reorder":
         return []
-    out = []
-    for sentence, _ in report_sentences(graded_body(text, kind) if kind == "analyse_merge" else text):
-        if (not _STARTS_WELL.match(sentence) or sentence.count("(") != sentence.count(")")
-                or len(sentence.split()) > MAX_SENTENCE_WORDS or " * " in f" {sentence} " or _URL.search(sentence)):
-            out.append(sentence)
-    return out
+    return [sentence for sentence, _ in report_sentences(graded_body(text, kind) if kind == "analyse_merge" else text)
+            if fragment_reason(sentence)]
 
 
 def mean_score(scores: dict[str, float | None] | None) -> float | None:

@@ -39,7 +39,7 @@ from pipeline.synthesis.report_tasks.config import (
     OFF_TOPIC_NOTE, PROMPT_VERSIONS, TASK_KINDS, ReportTaskConfig, SourceCriteria,
 )
 from pipeline.synthesis.report_tasks.key_points import (
-    MAX_QUOTE_WORDS, MIN_QUOTE_WORDS, lead_key_point, strip_quote_keep_case, verify_key_points,
+    MAX_QUOTE_WORDS, MIN_QUOTE_WORDS, fragment_reason, lead_key_point, strip_quote_keep_case, verify_key_points,
 )
 from pipeline.synthesis.report_tasks.prompts import (
     KEY_POINTS_SCHEMA, REPORT_SCHEMA, SUMMARY_SCHEMA, analyse_merge_prompt, key_points_chat, key_points_schema,
@@ -55,8 +55,9 @@ from pipeline.synthesis.report_tasks.sources import (
 __all__ = [
     "analyse_merge_prompt", "build_report_tasks", "BuildResult", "check_tasks", "CHECKS", "Chunk",
     "chunk_histogram_png", "chunk_page", "CHUNK_TYPE", "clean_sentence", "describe_config", "display_titles",
-    "FIELD_DOCS", "gold_answer", "gold_notes_summary", "gold_report", "key_points_chat", "KEY_POINTS_SCHEMA",
-    "key_points_schema", "lead_key_point", "licence_of", "load_tokenizer", "make_report_dataset", "MAX_QUOTE_WORDS",
+    "FIELD_DOCS", "fragment_reason", "gold_answer", "gold_notes_summary", "gold_report", "key_points_chat",
+    "KEY_POINTS_SCHEMA", "key_points_schema", "lead_key_point", "licence_of", "load_tokenizer", "make_report_dataset",
+    "MAX_QUOTE_WORDS",
     "MIN_QUOTE_WORDS", "OFF_TOPIC_NOTE", "order_key", "page_key", "PROMPT_VERSIONS", "read_sources", "read_texts",
     "reference_report_chat", "reference_summary_chat", "render_notes_summary", "render_report", "reorder_prompt",
     "report_card", "REPORT_SCHEMA", "ReportDatasetRun", "ReportTaskConfig", "score_completion", "SCORE_NAMES",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -10,6 +11,28 @@ from pipeline.text.lexical import normalize, quote_in, sentence_spans, strip_quo
 
 MIN_QUOTE_WORDS = 4
 MAX_QUOTE_WORDS = 60
+MAX_SENTENCE_WORDS = 60
+_URL = re.compile(r"https?://|www\.")
+_STARTS_WELL = re.compile(r"^[\"'“‘(]?[A-Z]")
+
+
+def fragment_reason(sentence: str) -> str | None:
+    """Why `sentence` is not one a person would write, or None: cut mid-sentence (it starts with a digit, a
+    bracket or a lower-case word), unbalanced parentheses, an infobox or table dump (over `MAX_SENTENCE_WORDS`
+    words, list bullets inside, several "Label:" fields, or mostly capitalised words: "Flag of Grenada Coat of arms
+    Motto: ... Capital St. George's"), a URL. Extractive text carries all of these (census rows, "Motto: ...")."""
+    if not _STARTS_WELL.match(sentence):
+        return "starts_mid_sentence"
+    if sentence.count("(") != sentence.count(")"):
+        return "unbalanced_brackets"
+    words = sentence.split()
+    capitalised = sum(w[:1].isupper() for w in words)
+    if (len(words) > MAX_SENTENCE_WORDS or " * " in f" {sentence} " or sentence.count(":") > 1
+            or (len(words) >= 12 and capitalised > 0.6 * len(words))):
+        return "table_or_list_dump"
+    if _URL.search(sentence):
+        return "url"
+    return None
 
 
 def verify_key_points(items: Any, chunk_text: str, limit: int) -> tuple[list[dict], Counter]:
@@ -32,6 +55,8 @@ def verify_key_points(items: Any, chunk_text: str, limit: int) -> tuple[list[dic
             rejected["kp_quote_not_in_chunk"] += 1
         elif token_recall(point, chunk_text) < 0.5:
             rejected["kp_point_not_grounded"] += 1
+        elif fragment_reason(point):
+            rejected["kp_point_fragmentary"] += 1
         elif normalize(point) in seen or normalize(strip_quote(quote)) in seen:
             rejected["kp_duplicate"] += 1
         elif len(kept) >= limit:
@@ -50,12 +75,13 @@ def strip_quote_keep_case(quote: str, chunk_text: str) -> str:
 
 
 def lead_key_point(chunk_text: str) -> dict | None:
-    """The extractive fallback: the first sentence of the chunk's first paragraph (not a heading)."""
+    """The extractive fallback: the first sentence of the chunk's paragraphs (not a heading) that a person would
+    write: at least 6 words and no `fragment_reason` (a chunk may start mid-sentence, or with an infobox)."""
     for block in split_blocks(chunk_text):
         if block.kind != "paragraph":
             continue
         for a, b in sentence_spans(chunk_text, block.start, block.end):
-            sentence = chunk_text[a:b]
-            if len(tokens(sentence)) >= 6:
+            sentence = chunk_text[a:b].strip()
+            if len(tokens(sentence)) >= 6 and fragment_reason(sentence) is None:
                 return {"point": sentence, "quote": sentence}
     return None

@@ -16,6 +16,7 @@ from pipeline.synthesis.report_tasks import (
     build_report_tasks,
     check_tasks,
     chunk_page,
+    fragment_reason,
     lead_key_point,
     read_sources,
     read_texts,
@@ -252,6 +253,28 @@ def test_verify_key_points_needs_a_literal_quote():
                         "kp_empty": 1}
     assert lead_key_point("Heading\nFirst real sentence of the chunk is here. Second one.")["quote"] == \
         "First real sentence of the chunk is here."
+
+
+def test_key_points_that_no_one_would_write_are_refused():
+    # what the previous demo's extractive golds carried: a chunk cut mid-sentence, an infobox, a census row
+    chunk = ("2,486,235), the largest borough in population was an independent city until 1898. "
+             "Flag of Grenada Coat of arms Motto: Ever Conscious of God We Aspire, Build and Advance as One People "
+             "Anthem: Hail Grenada Capital St. George's Largest city St. George's Official languages English "
+             "Demonym Grenadian Government Parliamentary democracy Monarch Elizabeth II Governor-General Carlyle "
+             "Glean Prime Minister Keith Mitchell Independence from the United Kingdom Area total 348.5 km2 (203rd). "
+             "The Bronx is the only borough of the city that is entirely on the mainland.")
+    lead = lead_key_point(chunk)
+    assert lead["quote"] == "The Bronx is the only borough of the city that is entirely on the mainland."
+    assert lead_key_point("see also the list (of things. And then https://example.org is a link here.") is None
+    items = [{"point": "2,486,235), the largest borough in population.",
+              "quote": "the largest borough in population was an independent city"},
+             {"point": "The Bronx is on the mainland.", "quote": "The Bronx is the only borough of the city"}]
+    kept, rejected = verify_key_points(items, chunk, limit=3)
+    assert [k["point"] for k in kept] == ["The Bronx is on the mainland."]
+    assert rejected == {"kp_point_fragmentary": 1}
+    assert fragment_reason("The Nile flows north.") is None
+    assert {fragment_reason(s) for s in ("and then it rained.", "A (b c.", "A * b * c.", "See www.x.org now.")} == \
+        {"starts_mid_sentence", "unbalanced_brackets", "table_or_list_dump", "url"}
 
 
 def test_teacher_key_points_are_verified_and_failures_counted(wiki_pages, count):
