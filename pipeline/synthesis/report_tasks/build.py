@@ -337,7 +337,13 @@ def build_report_tasks(pages: Iterable[dict], edges: Iterable[dict] = (), *, cou
     log(f"{len(rows)} task skeletons {dict(Counter(r['task_kind'] for r in rows))}; asking {model_tag} for key points")
     kp_counts: Counter = Counter()
     _add_key_points(rows, llm, config, builder.rejections, kp_counts, model_tag)
-    log(f"key points: {dict(kp_counts)}; asking for references")
+    # a source chunk with no key point would leave its note empty and its part of the gold unsaid: no such task
+    keep = [r for r in rows if r["task_kind"] == "reorder" or {
+        c["chunk_id"] for c in r["chunks"] if not c["is_distractor"]} <= {kp["chunk_id"] for kp in r["key_points"]}]
+    builder.rejections["source_chunk_without_key_point"] += len(rows) - len(keep)
+    rows[:] = keep
+    log(f"key points: {dict(kp_counts)}; {len(rows)} tasks keep a key point for every source chunk; asking for "
+        "references")
     _add_references(rows, llm, config, builder.rejections, model_tag)
     usage_after = _usage(llm)
     for row in rows:

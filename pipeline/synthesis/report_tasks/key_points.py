@@ -20,7 +20,7 @@ def fragment_reason(sentence: str) -> str | None:
     """Why `sentence` is not one a person would write, or None: cut mid-sentence (it starts with a digit, a
     bracket or a lower-case word), unbalanced parentheses, an infobox or table dump (over `MAX_SENTENCE_WORDS`
     words, list bullets inside, several "Label:" fields, or mostly capitalised words: "Flag of Grenada Coat of arms
-    Motto: ... Capital St. George's"), a URL. Extractive text carries all of these (census rows, "Motto: ...")."""
+    Motto: ... Capital St. George's"), a URL, no clause (no subject with its verb: a heading or a caption). Extractive text carries all of these (census rows, "Motto: ...")."""
     if not _STARTS_WELL.match(sentence):
         return "starts_mid_sentence"
     if sentence.count("(") != sentence.count(")"):
@@ -32,7 +32,21 @@ def fragment_reason(sentence: str) -> str | None:
         return "table_or_list_dump"
     if _URL.search(sentence):
         return "url"
+    if not has_clause(sentence):
+        return "no_clause"
     return None
+
+
+def has_clause(sentence: str) -> bool:
+    """Whether `sentence` has a subject and its verb (spaCy's dependency parse, the one the questions use): a
+    heading, a caption or an infobox row ("The Iron Cross, Second Class", "Escalation 617.54 km/s") has none."""
+    from pipeline.synthesis.questions.parse import load_parser
+
+    doc = load_parser()(sentence)
+    return any(t.dep_ in _SUBJECTS and t.head.pos_ in ("VERB", "AUX") for t in doc)
+
+
+_SUBJECTS = frozenset({"nsubj", "nsubjpass", "csubj", "csubjpass", "expl"})
 
 
 def verify_key_points(items: Any, chunk_text: str, limit: int) -> tuple[list[dict], Counter]:

@@ -180,7 +180,9 @@ def built(wiki_pages, count):
 
 def test_tasks_have_valid_permutations_and_foreign_distractors(built, wiki_pages):
     rows = built.rows
-    assert Counter(r["task_kind"] for r in rows) == {"reorder": 4, "synthesise": 4, "analyse_merge": 3}
+    # one analyse_merge task of the 3 made has a source chunk with no sentence a person would write (no key point)
+    assert Counter(r["task_kind"] for r in rows) == {"reorder": 4, "synthesise": 4, "analyse_merge": 2}
+    assert built.rejections["source_chunk_without_key_point"] == 1
     text_of = {p["url"]: p["text"] for p in wiki_pages}
     linked = {(e["src_id"], e["dst_id"]) for e in _edges(wiki_pages)}
     id_of = {p["url"]: p["page_id"] for p in wiki_pages}
@@ -273,6 +275,11 @@ def test_key_points_that_no_one_would_write_are_refused():
     assert [k["point"] for k in kept] == ["The Bronx is on the mainland."]
     assert rejected == {"kp_point_fragmentary": 1}
     assert fragment_reason("The Nile flows north.") is None
+    # no subject with its verb: a caption, a heading, an infobox row (from the demo's report tasks)
+    assert [fragment_reason(s) for s in ("The Iron Cross, Second Class.", "Escalation 617.54 km/s.",
+                                          "Dirac's Principles of Quantum Mechanics.")] == ["no_clause"] * 3
+    assert fragment_reason("Ceramic, or ferrite, magnets are made of a sintered composite of powdered iron oxide.") \
+        is None
     assert {fragment_reason(s) for s in ("and then it rained.", "A (b c.", "A * b * c.", "See www.x.org now.")} == \
         {"starts_mid_sentence", "unbalanced_brackets", "table_or_list_dump", "url"}
 
@@ -287,7 +294,12 @@ def test_teacher_key_points_are_verified_and_failures_counted(wiki_pages, count)
     assert set(sources) == {"model:fake-teacher", "extractive"}
     refs = Counter(r["reference_source"] for r in result.rows)
     assert refs["gold"] == 4 and refs["model:fake-teacher"] > 0
-    assert rej["ref_invalid_json"] + rej["ref_low_score"] + refs["model:fake-teacher"] == 7
+    assert rej["ref_invalid_json"] + rej["ref_low_score"] + refs["model:fake-teacher"] + \
+        rej["source_chunk_without_key_point"] == 7
+    for r in result.rows:  # no source chunk is left without a key point (its note would be empty)
+        assert r["task_kind"] == "reorder" or all(n["note"] for n in r["notes"])
+        assert r["task_kind"] == "reorder" or {c["chunk_id"] for c in r["chunks"] if not c["is_distractor"]} <= \
+            {kp["chunk_id"] for kp in r["key_points"]}
     for r in result.rows:
         if r["reference_source"] == "model:fake-teacher":
             assert r["reference_scores"]["format"] is not None and "[C" in r["reference"]
