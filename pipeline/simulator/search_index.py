@@ -9,6 +9,9 @@ come from the snapshot's page files, so both engines are served and compared thr
   the same recall@10 for sentence queries, at 2x bm25s's single-query throughput (benchmarks/bench_simulator.py).
 - `bm25s`: numpy sparse matrix of precomputed BM25 scores, one field (title + text); k1 and b configurable.
   Kept as the reference the benchmark compares against, and as a fallback.
+- tantivy in shards (`IndexConfig(shards=N)`, pipeline.simulator.index_shards): N indexes over a split of the
+  pages, built in N processes and searched together with the statistics of all pages (same pages and scores as one
+  index); `open_index` tells the two layouts apart by the index's meta file.
 
 DuckDB's own FTS extension is not an option here: extensions are downloaded at run time (no network
 on the build machines) and the `duckdb-extension-fts` wheel on PyPI (1.5.5) does not match duckdb 2.0.1.
@@ -45,6 +48,7 @@ yourselves""".split())
 # tokenizer splits on everything else, underscores included).
 _TOKEN = re.compile(r"[^\W_]+")
 MAX_QUERY_TERMS = 64
+MAX_SHARDS = 1024
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,19 @@ class IndexConfig:
     writer_heap_mb: int = 1024
     """Indexing memory, split between the threads; more memory, fewer segments to search."""
     threads: int = 0
-    """Indexing threads (0: the machine's cores, at most 8)."""
+    """Indexing threads (0: the machine's cores, at most 8), split between the shards."""
+    shards: int = 1
+    """Independent tantivy indexes the pages are split between (by a hash of page_id), built in parallel processes
+    and searched together with the statistics of all pages, so that scores are those of one index
+    (pipeline.simulator.index_shards). 1: one index, as before."""
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
             raise ValueError(f"unknown index kind {self.kind!r}; expected one of {INDEX_KINDS}")
+        if isinstance(self.shards, bool) or not isinstance(self.shards, int) or not 1 <= self.shards <= MAX_SHARDS:
+            raise ValueError(f"index shards must be an integer from 1 to {MAX_SHARDS}, got {self.shards!r}")
+        if self.shards > 1 and self.kind != "tantivy":
+            raise ValueError(f"index shards are a tantivy feature; the {self.kind} index is one file set (shards=1)")
 
 
 @dataclass
@@ -79,6 +91,10 @@ class IndexStats:
     bytes: int
     seconds: float
     config: dict = field(default_factory=dict)
+    cpu_s: float = 0.0
+    """CPU time of the build: this process's threads and the shard processes it started."""
+    shards: list[dict] = field(default_factory=list)
+    """Per shard (shards > 1): its folder, documents, seconds and CPU seconds."""
 
 
 def query_terms(query: str, stopwords: bool | frozenset[str] = True) -> list[str]:
@@ -101,6 +117,17 @@ def _query_terms(query: str, stopwords: bool | frozenset[str]) -> tuple[str, ...
     return terms
 
 
+def indexed_query_terms(query: str, stopwords: frozenset[str] | bool) -> list[str]:
+    """`query_terms` of `query` that an index built without `stopwords` can match."""
+    terms = query_terms(query, stopwords)
+    if stopwords:
+        # A query of stop words only ("what is it", "to be or not to be") keeps them (see `query_terms`), but
+        # this index dropped them from every page: nothing can match, and tantivy's parser rejects a query
+        # its analyzer empties ("Only excluding terms given"). No results, not an error.
+        terms = [t for t in terms if t not in stopwords]
+    return terms
+
+
 class SearchIndex(Protocol):
     kind: str
 
@@ -111,7 +138,7 @@ class SearchIndex(Protocol):
 
 # ---- tantivy ---------------------------------------------------------------------------------
 
-def _tantivy_analyzer(config: IndexConfig, stopwords: frozenset[str] = STOPWORDS):
+def tantivy_analyzer(config: IndexConfig, stopwords: frozenset[str] = STOPWORDS):
     import tantivy
 
     builder = (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
@@ -124,7 +151,7 @@ def _tantivy_analyzer(config: IndexConfig, stopwords: frozenset[str] = STOPWORDS
     return builder.build()
 
 
-def _tantivy_schema():
+def tantivy_schema():
     import tantivy
 
     sb = tantivy.SchemaBuilder()
@@ -141,7 +168,7 @@ class TantivyIndex:
         import tantivy
 
         self._index = tantivy.Index.open(str(path))
-        self._index.register_tokenizer("websim", _tantivy_analyzer(config, stopwords))
+        self._index.register_tokenizer("websim", tantivy_analyzer(config, stopwords))
         self._searcher = self._index.searcher()  # the index never changes: one searcher for all calls
         self._boosts = {"title": config.title_boost} if config.title_boost != 1.0 else {}
         self._stopwords = stopwords if config.stopwords else False
@@ -149,12 +176,7 @@ class TantivyIndex:
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         # Only plain terms reach tantivy's query parser: no field names, operators or phrase syntax
         # from the agent's text, and lower case so that "AND"/"OR"/"NOT" are words, not operators.
-        terms = query_terms(query, self._stopwords)
-        if self._stopwords:
-            # A query of stop words only ("what is it", "to be or not to be") keeps them (see `query_terms`), but
-            # this index dropped them from every page: nothing can match, and tantivy's parser rejects a query
-            # its analyzer empties ("Only excluding terms given"). No results, not an error.
-            terms = [t for t in terms if t not in self._stopwords]
+        terms = indexed_query_terms(query, self._stopwords)
         if not terms:
             return []
         try:
@@ -168,13 +190,20 @@ class TantivyIndex:
         return [(pid, float(score)) for pid, (score, _) in zip(page_ids, hits)]
 
 
-def _build_tantivy(path: Path, docs: Iterable[tuple[int, str, str]], config: IndexConfig) -> int:
+def indexing_threads(config: IndexConfig) -> int:
+    return config.threads or min(os.cpu_count() or 1, 8)
+
+
+def build_tantivy(path: Path, docs: Iterable[tuple[int, str, str]], config: IndexConfig,
+                  threads: int | None = None, heap_bytes: int | None = None) -> int:
+    """Write the tantivy index of `docs` into the folder `path`; returns the number of documents."""
     import tantivy
 
-    index = tantivy.Index(_tantivy_schema(), path=str(path))
-    index.register_tokenizer("websim", _tantivy_analyzer(config))
-    threads = config.threads or min(os.cpu_count() or 1, 8)
-    writer = index.writer(max(config.writer_heap_mb * 1_000_000, 15_000_000 * threads), threads)
+    index = tantivy.Index(tantivy_schema(), path=str(path))
+    index.register_tokenizer("websim", tantivy_analyzer(config))
+    threads = threads or indexing_threads(config)
+    heap = heap_bytes or config.writer_heap_mb * 1_000_000
+    writer = index.writer(max(heap, 15_000_000 * threads), threads)  # tantivy wants >= 15 MB a thread
     n = 0
     for page_id, title, text in docs:
         writer.add_document(tantivy.Document(page_id=int(page_id), title=title or "", body=text or ""))
@@ -238,11 +267,17 @@ def build_index(path: str | Path, docs: Iterable[tuple[int, str, str]], config: 
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
-    started = time.perf_counter()
-    builder = _build_tantivy if config.kind == "tantivy" else _build_bm25s
-    n = builder(path, docs, config)
-    seconds = time.perf_counter() - started
-    stats = IndexStats(config.kind, n, 0, round(seconds, 3), asdict(config))
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    shards: list[dict] = []
+    if config.shards > 1:
+        from pipeline.simulator.index_shards import build_shards
+
+        shards = build_shards(path, docs, config)
+        n = sum(shard["docs"] for shard in shards)
+    else:
+        n = (build_tantivy if config.kind == "tantivy" else _build_bm25s)(path, docs, config)
+    stats = IndexStats(config.kind, n, 0, round(time.perf_counter() - started, 3), asdict(config),
+                       round(_cpu_seconds() - cpu_started, 3), shards)
     meta = {**asdict(stats), "stopword_list": sorted(STOPWORDS) if config.stopwords else []}
     (path / META_FILE).write_text(json.dumps(meta, indent=2))
     stats.bytes = dir_bytes(path)
@@ -250,13 +285,27 @@ def build_index(path: str | Path, docs: Iterable[tuple[int, str, str]], config: 
 
 
 def open_index(path: str | Path) -> SearchIndex:
-    """Open the index in `path` with the analyzer and settings it was built with."""
+    """Open the index in `path` with the analyzer and settings it was built with (one index or shards)."""
     path = Path(path)
     meta = json.loads((path / META_FILE).read_text())
-    config = IndexConfig(**meta["config"])
+    config = IndexConfig(**meta["config"])  # an index from before `shards` existed is one index
     stopwords = frozenset(meta.get("stopword_list", STOPWORDS if config.stopwords else ()))
+    if config.shards > 1:
+        from pipeline.simulator.index_shards import ShardedTantivyIndex
+
+        dirs = [shard["dir"] for shard in meta.get("shards", [])]
+        if len(dirs) != config.shards:
+            raise ValueError(f"{path / META_FILE} promises {config.shards} shards and lists {len(dirs)}")
+        return ShardedTantivyIndex(path, config, stopwords, dirs)
     return (TantivyIndex(path, config, stopwords) if config.kind == "tantivy"
             else Bm25sIndex(path, config, stopwords))
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def dir_bytes(path: Path) -> int:

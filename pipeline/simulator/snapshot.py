@@ -9,7 +9,8 @@ hex digits of the content fingerprint (`20250101T120000Z-1a2b3c4d`):
   simulator memory-maps (zero-copy, shared between processes by the page cache): `pages` by page_id,
   `urls` (pages and aliases by a 64-bit URL hash), `links` by source, `backlinks` by target, `sitemap`
   by (host, path), `hosts`.
-- `index/`: the search index (see `pipeline.simulator.search_index`).
+- `index/`: the search index (see `pipeline.simulator.search_index`), one tantivy index or, with
+  `IndexConfig(shards=N)`, N of them in `index/shard-*/` (`pipeline.simulator.index_shards`).
 - `manifest.json`: id, creation time, source store, counts, index kind and settings, fingerprint, timings.
 
 A snapshot is built in a hidden temporary folder beside the others and renamed into place whole,
@@ -277,7 +278,8 @@ def build_snapshot(
             t0 = time.perf_counter()
             stats = build_index(tmp / INDEX_DIR, _index_docs(con), index)
             timings["index_s"] = time.perf_counter() - t0
-            log(f"indexed {stats.docs} pages with {index.kind} in {timings['index_s']:.1f} s")
+            log(f"indexed {stats.docs} pages with {index.kind} in {timings['index_s']:.1f} s"
+                + (f" ({index.shards} shards)" if index.shards > 1 else ""))
         finally:
             con.close()
 
@@ -290,8 +292,8 @@ def build_snapshot(
             "store_partitions": store_partitions,
             "fingerprint": fingerprint,
             "counts": counts,
-            "index": {"kind": index.kind, "config": asdict(index), "docs": stats.docs,
-                      "bytes": dir_bytes(tmp / INDEX_DIR), "seconds": round(stats.seconds, 3)},
+            "index": {"kind": index.kind, "config": asdict(index), "docs": stats.docs, "shards": index.shards,
+                      "bytes": dir_bytes(tmp / INDEX_DIR), "seconds": round(stats.seconds, 3), "cpu_s": stats.cpu_s},
             "bytes": {"duckdb": (tmp / DUCKDB_FILE).stat().st_size, "serve": dir_bytes(tmp / SERVE_DIR),
                       "index": dir_bytes(tmp / INDEX_DIR)},
             "snippets": {**snippet_counts, "stopwords": index.stopwords},
