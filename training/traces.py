@@ -26,8 +26,8 @@ the call it answers, so a trace replays through OpenAI-compatible chat APIs (vLL
 (`role, content, name, tool_call_id, tool_calls[{id, type, function{name, arguments}}]`, a key a message does not
 have is null) with `arguments` as the JSON string the OpenAI API sends, and `tools` is the tool schemas as one JSON
 string (the tools differ in their parameters, and a struct would give each tool every other tool's parameters as
-nulls). So `pandas.read_parquet` gives lists of dicts (veRL's `MultiTurnSFTDataset` shape), any `datasets` version
-reads the Parquet and the JSONL holds objects, not encoded strings. `hf_table(table)` is the same rows with
+nulls). So `pandas.read_parquet` gives lists of dicts, any `datasets` version reads the Parquet and the JSONL holds
+objects, not encoded strings; veRL's `MultiTurnSFTDataset` reads it with `training.traces_verl`'s class. `hf_table(table)` is the same rows with
 `arguments` and `tools` as JSON values (`datasets.Json`): what chat templates render (arguments as an object) and
 what `export_dataset` saves under `hf/` for TRL's `SFTTrainer(assistant_only_loss=True)`.
 """
@@ -488,11 +488,13 @@ def hf_table(table: pa.Table) -> pa.Table:
 def export_traces(rows: Sequence[dict], out_dir: str | Path, *, card: str, provenance: Mapping[str, Any]
                   ) -> dict[str, Any]:
     """Trace rows written with `export_dataset`: Parquet and JSONL in the OpenAI shape, `hf/` in the chat-template
-    shape (`hf_table`), JSONL rows without null keys (`jsonl_row`)."""
+    shape (`hf_table`), JSONL rows without null keys (`jsonl_row`), and veRL's dataset class for `data/`
+    (`training.traces_verl`, as `verl_sft_dataset.py`)."""
     from pipeline.datasets.export import export_dataset
+    from training import traces_verl
 
     return export_dataset(trace_table(rows), out_dir, card=card, provenance=dict(provenance), hf=hf_table,
-                          jsonl=jsonl_row)
+                          jsonl=jsonl_row, extra_files={traces_verl.FILE_NAME: Path(traces_verl.__file__).read_bytes()})
 
 
 def jsonl_row(row: dict) -> dict:
@@ -506,7 +508,8 @@ FIELD_DOCS = {
                 "closing assistant turn. In `data/` and `jsonl/` `arguments` is a JSON string (the OpenAI wire format); "
                 "in `hf/` it is an object (`datasets.Json`), as chat templates render it",
     "tools": "the tool schemas (search, open_url, follow_link, answer) the chat template renders: a JSON string in "
-             "`data/` and `jsonl/` (TRL's SFTTrainer decodes it), a JSON value in `hf/`",
+             "`data/` and `jsonl/` (TRL's SFTTrainer decodes it; for veRL's SFT trainer add `data.custom_cls.path="
+             "verl_sft_dataset.py data.custom_cls.name=WebsimSFTDataset`), a JSON value in `hf/`",
     "source": "`demonstration` (scripted from the evidence chain, executed on the simulator) or `teacher` "
               "(a model's rollout whose answer matched gold)",
     "final_answer": "the argument of the trace's `answer` call",
