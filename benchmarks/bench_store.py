@@ -5,6 +5,13 @@ pages.
     .venv/bin/python benchmarks/bench_store.py                 # everything (the 200k part takes minutes)
     .venv/bin/python benchmarks/bench_store.py --pages 0       # the backfill and the 4.6k build only
     .venv/bin/python benchmarks/bench_store.py --skip-backfill --pages 200000
+    .venv/bin/python benchmarks/bench_store.py --index-shards 2 ...  # + the index at 1 vs 2 shards on each snapshot
+    .venv/bin/python benchmarks/bench_store.py --index-only --index-shards 2 --index-warcs 1  # that alone, 1 WARC
+
+`--index-shards N` builds the same pages' tantivy index as one index and as N shards (`IndexConfig(shards=N)`, one
+process per shard), best of two builds each, and prints wall time, CPU time (this process and the shard processes)
+and their ratios, then how the two rank the same queries (page titles and sentences from pages): top-10 overlap,
+how many top-10 lists are identical (pages of equal score in either order) and the largest score difference.
 
 The 200k-page store is **synthetic**: copies of the real Wikispeedia pages under other hosts
 (`c<N>.sim.example`), each copy's text made different (its sentences rotated, some of another page's spliced in) and
@@ -104,6 +111,7 @@ def build(store, snapshots: Path) -> dict:
     t0 = time.perf_counter()
     snap = build_snapshot(store.path, snapshots, make_latest=False)
     out["snapshot_s"] = round(time.perf_counter() - t0, 1)
+    out["snapshot"] = str(snap.path)
     out["snapshot_timings"] = snap.manifest["timings"]
     out["snapshot_pages"] = snap.manifest["counts"]["pages"]
     out["load_after"] = load()
@@ -171,11 +179,107 @@ def synthesise(store, target_pages: int) -> dict:
             "generate_s": round(time.perf_counter() - t0, 1)}
 
 
+def wikispeedia_snapshot(workdir: Path, n_warcs: int) -> Path:
+    """A snapshot of the first `n_warcs` Wikispeedia WARC files (ingested once, one extraction process; reused)."""
+    from pipeline import config as websim_config
+    from pipeline.ingest.run import ingest_warc
+    from pipeline.ingest.store import Store
+    from pipeline.simulator.snapshot import build_snapshot, latest_snapshot
+
+    root = workdir / f"index_snapshots_{n_warcs}"
+    if (snap := latest_snapshot(root)) is not None:
+        return snap.path
+    store = Store(workdir / f"index_store_{n_warcs}" / "store.duckdb")
+    shutil.rmtree(store.path.parent, ignore_errors=True)
+    store.path.parent.mkdir(parents=True)
+    t0 = time.perf_counter()
+    for name in SHARDS[:n_warcs]:
+        ingest_warc(websim_config.sample_data_dir() / "warc" / name, store, name, workers=1)
+    store.build_pages()
+    store.build_link_graph()
+    snap = build_snapshot(store.path, root)
+    print(f"  snapshot of {n_warcs} Wikispeedia WARC file(s), {snap.manifest['counts']['pages']:,} pages, built in "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    return snap.path
+
+
+_SENTENCE_END = r"(?<=[.!?])\s+"
+
+
+def same_top(a: list[tuple[int, float]], b: list[tuple[int, float]], rel: float = 1e-5) -> bool:
+    """The same ranking up to the order of equal scores: equal scores rank by rank, the same pages above the last."""
+    if len(a) != len(b) or any(abs(x[1] - y[1]) > rel * max(1.0, abs(x[1])) for x, y in zip(a, b)):
+        return False
+    cut = a[-1][1] * (1 + rel) if a else 0.0
+    return {p for p, sc in a if sc > cut} == {p for p, sc in b if sc > cut}
+
+
+def index_shards(snapshot_path: Path, shards: int, workdir: Path, n_queries: int = 300, seed: int = 0) -> dict:
+    """The snapshot's pages indexed as one tantivy index and as `shards` shards: build time, and their rankings."""
+    import random
+    import re
+
+    from pipeline.simulator.search_index import IndexConfig, build_index, open_index
+    from pipeline.simulator.snapshot import Snapshot
+
+    with Snapshot.open(snapshot_path).connect() as con:
+        docs = con.execute("SELECT page_id, title, text FROM pages ORDER BY page_id").fetchall()
+    out: dict = {"pages": len(docs), "shards": shards, "builds": {1: [], shards: []}}
+    for _ in range(2):  # alternate, best of two: the machine's load moves
+        for n in (1, shards):
+            before = load()
+            stats = build_index(workdir / f"index_{n}", docs, IndexConfig(shards=n))
+            out["builds"][n].append({"wall_s": stats.seconds, "cpu_s": stats.cpu_s, "load_before": before,
+                                     "load_after": load(), "per_shard": stats.shards})
+    best = {n: min(runs, key=lambda r: r["wall_s"]) for n, runs in out["builds"].items()}
+    out["best"] = best
+    out["wall_speedup"] = round(best[1]["wall_s"] / best[shards]["wall_s"], 2)
+    out["cpu_ratio"] = round(best[shards]["cpu_s"] / best[1]["cpu_s"], 2)
+
+    rng = random.Random(seed)
+    sample = rng.sample(docs, min(n_queries, len(docs)))
+    sentences = [rng.choice(c) for _, _, text in sample
+                 if (c := [x for x in re.split(_SENTENCE_END, text) if 8 <= len(x.split()) <= 30])]
+    one, many = open_index(workdir / "index_1"), open_index(workdir / f"index_{shards}")
+    out["agreement"] = {}
+    for name, queries in (("titles", [t for _, t, _ in sample if t]), ("sentences", sentences)):
+        results, cpu = {}, {}
+        for label, index in (("one", one), ("shards", many)):
+            t0 = time.process_time()
+            results[label] = [index.search(q, 10) for q in queries]
+            cpu[label] = (time.process_time() - t0) / max(len(queries), 1) * 1000
+        pairs = list(zip(results["one"], results["shards"]))
+        out["agreement"][name] = {
+            "queries": len(queries),
+            "overlap_at_10": round(sum(len({p for p, _ in a} & {p for p, _ in b}) / max(len(a), 1)
+                                       for a, b in pairs) / max(len(pairs), 1), 4),
+            "identical_top10": sum(same_top(a, b) for a, b in pairs),
+            "max_score_diff": max((abs(x[1] - y[1]) for a, b in pairs for x, y in zip(a, b)), default=0.0),
+            "search_cpu_ms_one": round(cpu["one"], 3), "search_cpu_ms_shards": round(cpu["shards"], 3)}
+    return out
+
+
+def print_index_shards(r: dict) -> None:
+    one, many = r["best"][1], r["best"][r["shards"]]
+    print(f"  index of {r['pages']:,} pages, best of 2: 1 index {one['wall_s']:.2f} s wall / {one['cpu_s']:.2f} s CPU "
+          f"({one['load_before']}); {r['shards']} shards {many['wall_s']:.2f} s wall / {many['cpu_s']:.2f} s CPU "
+          f"({many['load_before']}): wall {r['wall_speedup']}x faster, CPU x{r['cpu_ratio']}", flush=True)
+    for name, a in r["agreement"].items():
+        print(f"    {name}: top-10 overlap {a['overlap_at_10']:.4f}, identical top-10 {a['identical_top10']}/"
+              f"{a['queries']}, max score difference {a['max_score_diff']:.2g}; search CPU per query "
+              f"{a['search_cpu_ms_one']:.2f} ms (1 index) vs {a['search_cpu_ms_shards']:.2f} ms (shards)", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=str(REPO / ".websim" / "bench_store"))
     parser.add_argument("--pages", type=int, default=200_000, help="pages of the large build (0: skip it)")
     parser.add_argument("--skip-backfill", action="store_true")
+    parser.add_argument("--index-shards", type=int, default=0,
+                        help="also build each snapshot's index as 1 index vs this many shards (0: skip)")
+    parser.add_argument("--index-only", action="store_true",
+                        help="only the index comparison, on a snapshot of --index-warcs Wikispeedia WARC files")
+    parser.add_argument("--index-warcs", type=int, default=4, choices=range(1, len(SHARDS) + 1))
     args = parser.parse_args()
 
     from pipeline import config as websim_config
@@ -192,6 +296,16 @@ def main() -> int:
             (warc_dir / name).symlink_to(data / "warc" / name)
     results: dict = {"cpus": os.cpu_count()}
     print(f"bench_store on {os.cpu_count()} cores ({load()})", flush=True)
+    if args.index_only:
+        if args.index_shards < 2:
+            raise SystemExit("--index-only needs --index-shards N with N >= 2")
+        results["index_shards"] = index_shards(wikispeedia_snapshot(workdir, args.index_warcs), args.index_shards,
+                                               workdir / "index_sample")
+        print_index_shards(results["index_shards"])
+        out = workdir / "bench_store_index.json"
+        out.write_text(json.dumps(results, indent=2))
+        print(f"results: {out}")
+        return 0
 
     if not args.skip_backfill:
         runs = {}
@@ -224,6 +338,9 @@ def main() -> int:
     print(f"  {b['pages']:,} pages: build_pages {b['build_pages_s']} s, link_graph {b['build_link_graph_s']} s, "
           f"snapshot {b['snapshot_s']} s {b['snapshot_timings']} ({b['load_before']} -> {b['load_after']})",
           flush=True)
+    if args.index_shards > 1:
+        results["index_shards_sample"] = index_shards(Path(b["snapshot"]), args.index_shards, workdir / "index_sample")
+        print_index_shards(results["index_shards_sample"])
 
     if args.pages:
         large = Store(workdir / "store_large" / "store.duckdb")
@@ -241,6 +358,10 @@ def main() -> int:
         print(f"  {b['pages']:,} pages (synthetic): build_pages {b['build_pages_s']} s, link_graph "
               f"{b['build_link_graph_s']} s, snapshot {b['snapshot_s']} s {b['snapshot_timings']} "
               f"({b['load_before']} -> {b['load_after']})", flush=True)
+        if args.index_shards > 1:
+            results["index_shards_large"] = index_shards(Path(b["snapshot"]), args.index_shards,
+                                                         workdir / "index_large")
+            print_index_shards(results["index_shards_large"])
     out = workdir / "bench_store.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"results: {out}")
