@@ -20,10 +20,11 @@ from pipeline.simulator.search_index import (
 from pipeline.simulator.snapshot import build_snapshot
 from tests.support import TOPICS
 
-# Words of very unequal frequency, some English stop words and inflected forms (for stemming), and page lengths from
-# 1 to 400 words: the shards' average lengths and document frequencies differ from the whole corpus's.
+# Words of very unequal frequency, some English stop words, inflected forms (for stemming) and words beyond ASCII (the
+# terms come back from tantivy's explanations as Rust strings in JSON), and page lengths from 1 to 400 words: the
+# shards' average lengths and document frequencies differ from the whole corpus's.
 WORDS = ("the of and river rivers city cities run running runs stone stones walk walked walking glacier basalt "
-         "harbour lighthouse".split() + [f"w{i}" for i in range(150)])
+         "harbour lighthouse café zürich αθήνα москва 東京".split() + [f"w{i}" for i in range(150)])
 SHARDS = 3
 
 
