@@ -17,6 +17,8 @@ Endpoints (JSON in, JSON out; GET takes query parameters, POST a JSON object):
 Requests are validated by pydantic models: POST bodies strictly (a "5" is not an integer), query strings laxly, and
 /retrieve and /access as laxly as the pydantic servers of Search-R1 and ASearcher (`"return_scores": "true"` is
 true), so that their clients work unchanged. Answers are encoded with orjson, response dataclasses as they are.
+The single-call endpoints' ordinary requests take a fast path in front of Starlette (`fast_path`): fields checked
+by hand against the same models, the same bytes out; anything unusual goes the pydantic way.
 
 HTTP status says whether the request was valid and served: 200 with the simulated answer in the body
 (whose own `status` is the simulated web's: 200, 301, 404, 503 for an injected failure), 400 for invalid
@@ -55,6 +57,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from pipeline.simulator import fast_path
 from pipeline.simulator.web import (
     MAX_FIND_CONTEXT,
     MAX_FIND_MATCHES,
@@ -168,9 +171,14 @@ def _validate(model: type[BaseModel], params: dict, strict: bool) -> Any:
 
 
 def _ids(request: Request, req: "_Call") -> tuple[str | None, str | None]:
+    return _caller(req.session, req.trajectory, request.headers.get)
+
+
+def _caller(session: str | None, trajectory: str | None, header: Callable[[str], str | None],
+            ) -> tuple[str | None, str | None]:
     """Session and trajectory: the body's (or query's) fields win over the X-Websim-* headers."""
-    session = req.session or request.headers.get("x-websim-session") or None
-    trajectory = req.trajectory or request.headers.get("x-websim-trajectory") or None
+    session = session or header("x-websim-session") or None
+    trajectory = trajectory or header("x-websim-trajectory") or None
     for name, value in (("session", session), ("trajectory", trajectory)):
         if value is not None:
             check_text(name, value, MAX_ID_CHARS)
@@ -267,33 +275,40 @@ def _endpoint(model: type[_Call], lax: bool = False) -> Callable[[Handler], Call
     return wrap
 
 
-def _json(content: Any, status_code: int = 200) -> Response:
-    """A JSON response (orjson: dataclasses as they are), refused (413) when its body is over MAX_RESPONSE_BYTES."""
+def _encode(content: Any) -> bytes:
+    """JSON (orjson: dataclasses as they are), refused (413) when it is over MAX_RESPONSE_BYTES."""
     body = orjson.dumps(content)
     if len(body) > MAX_RESPONSE_BYTES:
         raise _HttpError(413, f"the answer is {len(body)} bytes, over the limit of {MAX_RESPONSE_BYTES} bytes; "
                               "ask for less (a smaller limit, k or topk, fewer queries)")
-    return Response(body, status_code=status_code, media_type="application/json")
+    return body
 
 
-async def _run(request: Request, sim: Simulator, op: str, args: dict, req: _Call) -> Response:
-    """One simulator call, on the event loop: a call is a fraction of a millisecond, less than a thread hop costs.
-    Batches (/retrieve, /access) go to the thread pool instead."""
-    session, trajectory = _ids(request, req)
+def _json(content: Any, status_code: int = 200) -> Response:
+    return Response(_encode(content), status_code=status_code, media_type="application/json")
+
+
+def _answer(sim: Simulator, bodies: "_EncodedCache", op: str, args: dict, session: str | None,
+            trajectory: str | None) -> tuple[int, bytes, float]:
+    """One simulator call, on the event loop (a call is a fraction of a millisecond, less than a thread hop costs;
+    batches go to the thread pool instead): HTTP status, JSON body, simulated delay to wait before answering."""
     resp, delay = sim.call(op, args, session=session, trajectory=trajectory, sleep=False)
     # A malformed URL or host is invalid input at the HTTP level too; every other status is the simulated web's.
     status = 400 if resp.status == 400 else 200
-    bodies: _EncodedCache = request.app.state.encoded
     body = bodies.get(resp) if op in _CACHED_OPS else None
     if body is None:
-        response = _json(resp, status_code=status)
+        body = _encode(resp)
         if op in _CACHED_OPS:
-            bodies.put(resp, response.body)
-    else:
-        response = Response(body, status_code=status, media_type="application/json")
+            bodies.put(resp, body)
+    return status, body, delay
+
+
+async def _run(request: Request, sim: Simulator, op: str, args: dict, req: _Call) -> Response:
+    session, trajectory = _ids(request, req)
+    status, body, delay = _answer(sim, request.app.state.encoded, op, args, session, trajectory)
     if delay > 0:
         await asyncio.sleep(delay)
-    return response
+    return Response(body, status_code=status, media_type="application/json")
 
 
 _CACHED_OPS = ("fetch", "search")  # the operations whose answers the simulator caches (the same object per hit)
@@ -324,38 +339,30 @@ def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-@_endpoint(SearchRequest)
-async def search(request: Request, sim: Simulator, req: SearchRequest) -> Response:
-    return await _run(request, sim, "search", {"query": req.query, "k": req.k, "snippet_chars": req.snippet_chars}, req)
+# The single-call endpoints: path -> (operation, request model, the operation's arguments from the model's fields).
+_SINGLE_CALLS: dict[str, tuple[str, type[_Call], Callable[[dict], dict]]] = {
+    "/search": ("search", SearchRequest,
+                lambda v: {"query": v["query"], "k": v["k"], "snippet_chars": v["snippet_chars"]}),
+    "/fetch": ("fetch", FetchRequest, lambda v: {"url": v["url"]}),
+    "/links": ("links", LinksRequest,
+               lambda v: {"url": v["url"], "backlinks": _or(v["backlinks"], False), "limit": _or(v["limit"], 500)}),
+    "/sitemap": ("sitemap", SitemapRequest,
+                 lambda v: {"host": v["host"], "prefix": _or(v["prefix"], ""), "offset": _or(v["offset"], 0),
+                            "limit": _or(v["limit"], 100)}),
+    "/read": ("read", ReadRequest,
+              lambda v: {"url": v["url"], "offset": _or(v["offset"], 0), "max_chars": v["max_chars"]}),
+    "/find": ("find", FindRequest,
+              lambda v: {"url": v["url"], "text": v["text"], "max_matches": v["max_matches"],
+                         "context_chars": v["context_chars"]}),
+}
 
 
-@_endpoint(FetchRequest)
-async def fetch(request: Request, sim: Simulator, req: FetchRequest) -> Response:
-    return await _run(request, sim, "fetch", {"url": req.url}, req)
+def _single_call(op: str, model: type[_Call], arguments: Callable[[dict], dict]):
+    async def handler(request: Request, sim: Simulator, req: Any) -> Response:
+        return await _run(request, sim, op, arguments(req.__dict__), req)
 
-
-@_endpoint(LinksRequest)
-async def links(request: Request, sim: Simulator, req: LinksRequest) -> Response:
-    return await _run(request, sim, "links", {"url": req.url, "backlinks": _or(req.backlinks, False),
-                                              "limit": _or(req.limit, 500)}, req)
-
-
-@_endpoint(SitemapRequest)
-async def sitemap(request: Request, sim: Simulator, req: SitemapRequest) -> Response:
-    return await _run(request, sim, "sitemap", {"host": req.host, "prefix": _or(req.prefix, ""),
-                                                "offset": _or(req.offset, 0), "limit": _or(req.limit, 100)}, req)
-
-
-@_endpoint(ReadRequest)
-async def read(request: Request, sim: Simulator, req: ReadRequest) -> Response:
-    args = {"url": req.url, "offset": _or(req.offset, 0), "max_chars": req.max_chars}
-    return await _run(request, sim, "read", args, req)
-
-
-@_endpoint(FindRequest)
-async def find(request: Request, sim: Simulator, req: FindRequest) -> Response:
-    args = {"url": req.url, "text": req.text, "max_matches": req.max_matches, "context_chars": req.context_chars}
-    return await _run(request, sim, "find", args, req)
+    handler.__name__ = op
+    return _endpoint(model)(handler)
 
 
 @_endpoint(RetrieveRequest, lax=True)
@@ -422,6 +429,76 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(status, str(detail))
 
 
+class _App(Starlette):
+    """Starlette, with the single-call endpoints' ordinary requests answered before its middleware and router
+    (`pipeline.simulator.fast_path`): the same simulator call, the same JSON bytes and headers. A request the fast
+    path is not sure of goes through the Starlette route as before (its body given again), so every 4xx reason still
+    comes from the pydantic models."""
+
+    answer_fast = True
+    """False: every request goes through the Starlette routes (the tests compare the two paths)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._fast = {path: (op, fast_path.FastModel(model), arguments)
+                      for path, (op, model, arguments) in _SINGLE_CALLS.items()}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.answer_fast and not scope.get("root_path"):
+            route = self._fast.get(scope["path"])
+            if route is not None and scope["method"] in ("GET", "POST"):
+                receive = await self._fast_call(route, scope, receive, send)
+                if receive is None:
+                    return
+        await super().__call__(scope, receive, send)
+
+    async def _fast_call(self, route: tuple, scope: dict, receive: Any, send: Any) -> Any:
+        """Answer the request and return None, or return the `receive` the Starlette route should read from."""
+        op, model, arguments = route
+        state = self.state
+        if scope["method"] == "GET":
+            params, again = fast_path.query_params(scope), receive
+        else:
+            try:
+                body, messages = await fast_path.small_body(scope, receive, MAX_BODY_BYTES, state.body_timeout_s)
+            except TimeoutError:  # as `_read_body`: answer and close, the rest of the body may never come
+                await _error(408, f"request body not received within {state.body_timeout_s:g} s (fewer bytes than "
+                                  "its Content-Length?)", {"connection": "close"})(scope, receive, send)
+                return None
+            again = fast_path.replay(messages, receive)
+            params = fast_path.json_object(body) if body is not None else None
+            if params is None:
+                return again
+        if "q" in params and "query" not in params:
+            params["query"] = params["q"]
+        values = model.values(params, strict=scope["method"] == "POST")
+        if values is None:
+            return again
+        try:
+            session, trajectory = _caller(values["session"], values["trajectory"],
+                                          lambda name: fast_path.header(scope, name.encode()))
+            status, body, delay = _answer(state.simulator, state.encoded, op, arguments(values), session, trajectory)
+        except InvalidRequest as exc:
+            response = _error(400, str(exc))
+        except _HttpError as exc:
+            response = _error(exc.status, exc.message, exc.headers)
+        except Exception:  # noqa: BLE001 - the catch-all that keeps the server up
+            log.exception("error serving %s %s", scope["method"], scope["path"])
+            response = _error(500, "internal error (logged)")
+        else:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-length", b"%d" % len(body)), _JSON_TYPE]})
+            await send({"type": "http.response.body", "body": body})
+            return None
+        await response(scope, receive, send)
+        return None
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
 def create_app(simulator: Simulator | None = None, *, body_timeout_s: float = BODY_TIMEOUT_S,
                **simulator_kwargs: Any) -> Starlette:
     """The ASGI app over `simulator` (or one opened with `simulator_kwargs`, e.g. snapshot=..., call_log=True)."""
@@ -433,17 +510,13 @@ def create_app(simulator: Simulator | None = None, *, body_timeout_s: float = BO
         sim.close()  # flushes the call log
 
     methods = ["GET", "POST"]
-    app = Starlette(
+    app = _App(
         routes=[
             Route("/", index, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
-            Route("/search", search, methods=methods),
-            Route("/fetch", fetch, methods=methods),
-            Route("/links", links, methods=methods),
-            Route("/sitemap", sitemap, methods=methods),
+            *(Route(path, _single_call(op, model, arguments), methods=methods)
+              for path, (op, model, arguments) in _SINGLE_CALLS.items()),
             Route("/hosts", hosts, methods=["GET"]),
-            Route("/read", read, methods=methods),
-            Route("/find", find, methods=methods),
             Route("/retrieve", retrieve, methods=["POST"]),
             Route("/access", access, methods=["POST"]),
         ],
