@@ -3,6 +3,7 @@
     python benchmarks/bench_simulator.py                 # Wikispeedia, then a 1,000,000-page corpus
     python benchmarks/bench_simulator.py --scale 100000  # a smaller scaled corpus
     python benchmarks/bench_simulator.py --scale 0       # Wikispeedia only
+    python benchmarks/bench_simulator.py --scale 0 --headline-only --parts index burst --max-seconds 5   # quick
 
 What it measures, on the same queries for every engine (page titles, sentences from pages, the 500
 HotpotQA questions in ../shared/data/qa):
@@ -614,7 +615,8 @@ def bench_corpus(name: str, store: Path, workdir: Path, args, n_titles: int, n_s
 
     print(f"\n== {name} ==", flush=True)
     root = workdir / f"snapshots_{name}"
-    shutil.rmtree(root, ignore_errors=True)
+    if not args.reuse_snapshots:
+        shutil.rmtree(root, ignore_errors=True)
     res = {}
     kinds = ["tantivy", "bm25s"]
     with Store(store).connect(read_only=True) as con:
@@ -625,7 +627,13 @@ def bench_corpus(name: str, store: Path, workdir: Path, args, n_titles: int, n_s
         # running out of memory would kill other people's work, so it is left out and said so.
         print(f"  bm25s left out at {n_pages:,} pages: its build needs ~{need_gb:.0f} GB, {free_gb:.0f} GB available")
         kinds = ["tantivy"]
+    if "engines" not in args.parts and "index" not in args.parts:  # the burst alone: no bm25s needed
+        kinds = ["tantivy"]
     for kind in kinds:
+        if args.reuse_snapshots and (info := _built_snapshot(root / kind)) is not None:
+            res[f"build_{kind}"] = info
+            print(f"  snapshot with {kind}: {info['path']} from an earlier run (--reuse-snapshots)")
+            continue
         info, secs, peak = run_child(["_build", str(store), str(root / kind), kind])
         res[f"build_{kind}"] = {"seconds": secs, "peak_rss_mb": peak, **info}
         print(f"  snapshot with {kind}: built in {secs:.1f} s (index {info['index_s']:.1f} s, "
@@ -639,7 +647,7 @@ def bench_corpus(name: str, store: Path, workdir: Path, args, n_titles: int, n_s
     engines = {}
     files = PageFiles(snap["tantivy"])
     text_of = lambda pid: files.page(pid, ("text",))["text"]  # noqa: E731
-    for kind in kinds:
+    for kind in (kinds if "engines" in args.parts else []):
         gc.collect()
         rss0 = rss_mb()
         index = open_index(snap[kind].path / "index")
@@ -647,7 +655,7 @@ def bench_corpus(name: str, store: Path, workdir: Path, args, n_titles: int, n_s
                                        args.max_seconds, text_of)
         engines[kind]["rss_mb"] = rss_mb() - rss0
         del index
-    if "bm25s" in engines:
+    if "bm25s" in engines and "tantivy" in engines:
         batched = bm25s_batched(snap["bm25s"].path / "index", queries["hotpot"])
         print(f"  bm25s batched retrieve (all HotpotQA questions in one call, {os.cpu_count()} threads): "
               f"{batched['qps']:.0f} q/s")
@@ -664,13 +672,26 @@ def bench_corpus(name: str, store: Path, workdir: Path, args, n_titles: int, n_s
         res["bm25s_batched"] = batched
     res["engines"] = engines
     print("\n  -- the simulator against its index, batched, HTTP against in-process --")
-    res["simulator_vs_index"] = simulator_vs_index(snap["tantivy"], snap.get("bm25s"), queries, args.max_seconds)
-    res["burst"] = burst_in_process_vs_http(snap["tantivy"], queries, args.http_workers, args.bursts)
+    if "index" in args.parts:
+        res["simulator_vs_index"] = simulator_vs_index(snap["tantivy"], snap.get("bm25s"), queries, args.max_seconds)
+    if "burst" in args.parts:
+        res["burst"] = burst_in_process_vs_http(snap["tantivy"], queries, args.http_workers, args.bursts)
     if args.headline_only:
         return res
     res["simulator"] = simulator_figures(snap["tantivy"], queries, args.max_seconds, workdir)
     res["http"] = http_figures(snap["tantivy"], queries, args.http_workers, args.bursts)
     return res
+
+
+def _built_snapshot(root: Path) -> dict | None:
+    """The latest snapshot an earlier run built under `root`, as `_child_build` describes one; None if there is none."""
+    from pipeline.simulator.snapshot import Snapshot
+
+    try:
+        m = Snapshot.open(root / (root / "LATEST").read_text().strip()).manifest
+    except (OSError, ValueError):
+        return None
+    return {"path": str(root / m["id"]), "pages": m["counts"]["pages"], "edges": m["counts"]["edges"], "seconds": 0.0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -684,6 +705,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-scaled", action="store_true", help="skip the Wikispeedia figures")
     parser.add_argument("--headline-only", action="store_true",
                         help="engines, Simulator vs its index, batched, burst in process vs HTTP; nothing else")
+    parser.add_argument("--reuse-snapshots", action="store_true",
+                        help="serve the snapshots an earlier run built in the work folder instead of building them")
+    parser.add_argument("--parts", nargs="+", choices=["engines", "index", "burst"], default=["engines", "index", "burst"],
+                        help="of the headline figures, these: engines side by side, Simulator.search against its index "
+                             "and batched against bm25s, the burst in process against HTTP")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)

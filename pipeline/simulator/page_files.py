@@ -68,6 +68,7 @@ class _ArrowFile:
 PAGE_COLUMNS = ("page_id", "url", "host", "title", "warc_date", "content_type", "n_bytes", "clicks_in", "text")
 _URL_COLUMNS = ("url", "page_id", "reason", "http_status", "target_url")
 _META_COLUMNS = ("page_id", "url", "title")
+_SPAN_COLUMNS = ("url", "title", "text")
 
 
 class PageFiles:
@@ -88,9 +89,11 @@ class PageFiles:
         self._dense = bool(n == 0 or (self._page_ids[0] == 1 and self._page_ids[-1] == n))
         # Page strings straight from the mapped file, for the search hot path (no Arrow scalar per value).
         self.page_bytes = self.pages.bytes()
-        self.page_spans = {name: self.pages.spans(name) for name in ("url", "title", "text")}
-        # (url start, url end, title start, title end) per row: one gather per search for both.
-        self._result_spans = np.stack([*self.page_spans["url"], *self.page_spans["title"]], axis=1)
+        # (url start, url end, title start, title end, text start, text end) per row: a search's results are
+        # gathered from it in one compiled call (`SnippetMap.records`); `page_spans` are its columns.
+        self.spans = np.stack([a for name in _SPAN_COLUMNS for a in self.pages.spans(name)], axis=1)
+        self.page_spans = {name: (self.spans[:, 2 * i], self.spans[:, 2 * i + 1])
+                           for i, name in enumerate(_SPAN_COLUMNS)}
         self._page_buf = memoryview(self.page_bytes)
         self._url_keys = self.urls.numpy("key")
         self._url_col = self.urls.table.column("url")
@@ -125,7 +128,7 @@ class PageFiles:
         """The urls and titles of page rows `rows` (an int64 array)."""
         buf = self._page_buf
         urls, titles = [], []
-        for a, b, c, d in self._result_spans[rows].tolist():
+        for a, b, c, d in self.spans[rows, :4].tolist():
             urls.append(str(buf[a:b], "utf-8"))
             titles.append(str(buf[c:d], "utf-8"))
         return urls, titles

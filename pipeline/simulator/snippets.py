@@ -6,7 +6,8 @@ stores, per page, a sorted map from each term of its text (the CRC-32 of the low
 `search_index.query_terms`) to the byte offsets of its first `MAX_POSITIONS` occurrences (`serve/snippet_*.npy`).
 A query's snippets are then one compiled call (numba, GIL released) over all its results: a binary search per
 term in each page's map, the best window over the hits, the text cut at a sentence or word boundary and its
-whitespace collapsed, straight from the memory-mapped `pages.arrow`.
+whitespace collapsed, straight from the memory-mapped `pages.arrow`. `SnippetMap.records` goes one step further:
+the urls, titles and snippets of all results in one call and one UTF-8 decode, no Python step per result.
 
 Terms match whole tokens and their common inflections (`SUFFIXES`: "volcano" finds "volcanoes", "bird"
 "birds"; the map files an inflected token under its stem too, so a term is one lookup per result); a page that holds none of the terms gives its first `max_chars`. Stop words and one-letter tokens are
@@ -18,7 +19,7 @@ from __future__ import annotations
 import functools
 import zlib
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 MAX_POSITIONS = 16
 """Occurrences kept per term and page: enough to place a window, and the map stays about the text's size."""
@@ -34,8 +35,14 @@ _ELLIPSIS = "…"
 
 # ---- compiled kernels ------------------------------------------------------------------------------------------
 
+class _Kernels(NamedTuple):
+    page_terms: Any
+    snippets: Any
+    records: Any
+
+
 @functools.lru_cache(maxsize=None)
-def _kernels():
+def _kernels() -> _Kernels:
     """Compile (or load from numba's cache) the two kernels; imported lazily, numba is heavy."""
     import numba
     import numpy as np
@@ -135,6 +142,132 @@ def _kernels():
         return keys[:nk], counts[:nk], out[:no]
 
     @njit
+    def window_start(data, t0, keys, k0, k1, post_start, positions, qhash, qterm, n_terms, max_chars, hit_pos,
+                     hit_term, counts):
+        """Where the snippet of one page starts, in bytes into its text (which begins at data[t0]; its map is
+        keys[k0:k1]): the window of max_chars with the most distinct query terms, from a sentence or word before it;
+        0 when the page has none of them. hit_pos, hit_term, counts: scratch arrays."""
+        nh = 0
+        for j in range(len(qhash)):
+            lo = k0
+            hi = k1
+            h = qhash[j]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if keys[mid] < h:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < k1 and keys[lo] == h:
+                for p in range(post_start[lo], post_start[lo + 1]):
+                    if nh < len(hit_pos):
+                        hit_pos[nh] = positions[p]
+                        hit_term[nh] = qterm[j]
+                        nh += 1
+        if nh == 0:
+            return 0
+        if nh <= 32:  # insertion sort by position: a few dozen hits, no allocation
+            for a in range(1, nh):
+                p = hit_pos[a]
+                t = hit_term[a]
+                b = a - 1
+                while b >= 0 and hit_pos[b] > p:
+                    hit_pos[b + 1] = hit_pos[b]
+                    hit_term[b + 1] = hit_term[b]
+                    b -= 1
+                hit_pos[b + 1] = p
+                hit_term[b + 1] = t
+        else:
+            order = np.argsort(hit_pos[:nh], kind="mergesort")
+            hit_pos[:nh] = hit_pos[:nh][order]
+            hit_term[:nh] = hit_term[:nh][order]
+        for t in range(n_terms):
+            counts[t] = 0
+        span = max(max_chars * 3 // 4, 1)
+        distinct = 0
+        best = 0
+        best_first = hit_pos[0]
+        jj = 0
+        for ii in range(nh):
+            p = hit_pos[ii]
+            t = hit_term[ii]
+            if counts[t] == 0:
+                distinct += 1
+            counts[t] += 1
+            while p - hit_pos[jj] > span:
+                tj = hit_term[jj]
+                counts[tj] -= 1
+                if counts[tj] == 0:
+                    distinct -= 1
+                jj += 1
+            if distinct > best:
+                best = distinct
+                best_first = hit_pos[jj]
+        # Some context before the first hit, from a sentence start (". " or a new line), else a word; hits this
+        # close to the top: from the top, the window still fits.
+        start = 0
+        if best_first > max_chars // 4:
+            start = best_first - max_chars // 5
+            sentence = -1
+            for q in range(best_first - 1, start - 1, -1):
+                c = data[t0 + q]
+                if c == 10 or (c == 46 and q + 1 < best_first and data[t0 + q + 1] == 32):
+                    sentence = q
+                    break
+            if sentence >= 0:
+                start = sentence + 1
+            else:
+                for q in range(start, best_first):
+                    if data[t0 + q] == 32:
+                        start = q + 1
+                        break
+        while start < best_first and (data[t0 + start] & 0xC0) == 0x80:  # not inside a character
+            start += 1
+        return start
+
+    @njit
+    def copy_collapsed(data, i, t1, max_chars, out, base):
+        """Copy data[i:t1] to out[base:], whitespace runs collapsed to one space, at most max_chars characters, cut at
+        a word when that keeps over half; (bytes written, whether the text was cut)."""
+        o = 0
+        chars = 0
+        pending = False
+        last_space_o = -1
+        last_space_chars = -1
+        cut = False
+        while i < t1:
+            c0 = data[i]
+            if c0 < 0x80:
+                cp, ln = np.int64(c0), 1
+            else:
+                cp, ln = decode(data, i, t1)
+            if is_space(cp):
+                pending = chars > 0
+                i += ln
+                continue
+            if chars >= max_chars or (pending and chars + 1 >= max_chars):
+                cut = True
+                break
+            if pending:
+                last_space_o = o
+                last_space_chars = chars
+                out[base + o] = 32
+                o += 1
+                chars += 1
+                pending = False
+            for q in range(ln):
+                out[base + o + q] = data[i + q]
+            o += ln
+            chars += 1
+            i += ln
+        if cut and last_space_chars > max_chars // 2:
+            o = last_space_o
+        while o > 0 and (out[base + o - 1] == 32 or out[base + o - 1] == 44 or out[base + o - 1] == 59
+                         or out[base + o - 1] == 58):
+            o -= 1
+        return o, cut
+
+    @njit
     def snippets(data, text_start, text_end, keys, key_start, post_start, positions, rows, qhash, qterm, n_terms,
                  max_chars, out, out_len, flags):
         """The snippet of each page row in `rows` (UTF-8 into `out`, `width` bytes each); flags: 1 cut before,
@@ -143,130 +276,58 @@ def _kernels():
         hit_pos = np.empty(len(qhash) * 16 + 1, np.int64)
         hit_term = np.empty(len(qhash) * 16 + 1, np.int64)
         counts = np.zeros(max(n_terms, 1), np.int64)
-        span = max(max_chars * 3 // 4, 1)
         for r in range(len(rows)):
             row = rows[r]
-            t0 = text_start[row]
-            t1 = text_end[row]
-            k0 = key_start[row]
-            k1 = key_start[row + 1]
-            nh = 0
-            for j in range(len(qhash)):
-                lo = k0
-                hi = k1
-                h = qhash[j]
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if keys[mid] < h:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                if lo < k1 and keys[lo] == h:
-                    for p in range(post_start[lo], post_start[lo + 1]):
-                        if nh < len(hit_pos):
-                            hit_pos[nh] = positions[p]
-                            hit_term[nh] = qterm[j]
-                            nh += 1
-            start = 0
-            if nh > 0:
-                if nh <= 32:  # insertion sort by position: a few dozen hits, no allocation
-                    for a in range(1, nh):
-                        p = hit_pos[a]
-                        t = hit_term[a]
-                        b = a - 1
-                        while b >= 0 and hit_pos[b] > p:
-                            hit_pos[b + 1] = hit_pos[b]
-                            hit_term[b + 1] = hit_term[b]
-                            b -= 1
-                        hit_pos[b + 1] = p
-                        hit_term[b + 1] = t
-                else:
-                    order = np.argsort(hit_pos[:nh], kind="mergesort")
-                    hit_pos[:nh] = hit_pos[:nh][order]
-                    hit_term[:nh] = hit_term[:nh][order]
-                for t in range(n_terms):
-                    counts[t] = 0
-                distinct = 0
-                best = 0
-                best_first = hit_pos[0]
-                jj = 0
-                for ii in range(nh):
-                    p = hit_pos[ii]
-                    t = hit_term[ii]
-                    if counts[t] == 0:
-                        distinct += 1
-                    counts[t] += 1
-                    while p - hit_pos[jj] > span:
-                        tj = hit_term[jj]
-                        counts[tj] -= 1
-                        if counts[tj] == 0:
-                            distinct -= 1
-                        jj += 1
-                    if distinct > best:
-                        best = distinct
-                        best_first = hit_pos[jj]
-                # Some context before the first hit, from a sentence start (". " or a new line), else a word; hits
-                # this close to the top: from the top, the window still fits.
-                if best_first > max_chars // 4:
-                    start = best_first - max_chars // 5
-                    sentence = -1
-                    for q in range(best_first - 1, start - 1, -1):
-                        c = data[t0 + q]
-                        if c == 10 or (c == 46 and q + 1 < best_first and data[t0 + q + 1] == 32):
-                            sentence = q
-                            break
-                    if sentence >= 0:
-                        start = sentence + 1
-                    else:
-                        for q in range(start, best_first):
-                            if data[t0 + q] == 32:
-                                start = q + 1
-                                break
-                while start < best_first and (data[t0 + start] & 0xC0) == 0x80:  # not inside a character
-                    start += 1
-            # Copy from `start`, whitespace runs collapsed to one space, at most max_chars characters.
-            base = r * width
-            o = 0
-            chars = 0
-            pending = False
-            last_space_o = -1
-            last_space_chars = -1
-            cut = False
-            i = t0 + start
-            while i < t1:
-                c0 = data[i]
-                if c0 < 0x80:
-                    cp, ln = np.int64(c0), 1
-                else:
-                    cp, ln = decode(data, i, t1)
-                if is_space(cp):
-                    pending = chars > 0
-                    i += ln
-                    continue
-                if chars >= max_chars or (pending and chars + 1 >= max_chars):
-                    cut = True
-                    break
-                if pending:
-                    last_space_o = o
-                    last_space_chars = chars
-                    out[base + o] = 32
-                    o += 1
-                    chars += 1
-                    pending = False
-                for q in range(ln):
-                    out[base + o + q] = data[i + q]
-                o += ln
-                chars += 1
-                i += ln
-            if cut and last_space_chars > max_chars // 2:
-                o = last_space_o
-            while o > 0 and (out[base + o - 1] == 32 or out[base + o - 1] == 44 or out[base + o - 1] == 59
-                             or out[base + o - 1] == 58):
-                o -= 1
+            start = window_start(data, text_start[row], keys, key_start[row], key_start[row + 1], post_start,
+                                 positions, qhash, qterm, n_terms, max_chars, hit_pos, hit_term, counts)
+            o, cut = copy_collapsed(data, text_start[row] + start, text_end[row], max_chars, out, r * width)
             out_len[r] = o
             flags[r] = (1 if start > 0 else 0) | (2 if cut else 0)
 
-    return page_terms, snippets
+    @njit
+    def records(data, spans, keys, key_start, post_start, positions, rows, qhash, qterm, n_terms, max_chars):
+        """For each page row in `rows`: its url, NUL, title, NUL, snippet ("…" where cut; empty when max_chars is
+        0), NUL, as UTF-8 in one array. spans: (url start, url end, title start, title end, text start, text end)
+        byte offsets into data per row."""
+        n = len(rows)
+        size = n * (max_chars * 4 + 9)
+        for r in range(n):
+            row = rows[r]
+            size += spans[row, 1] - spans[row, 0] + spans[row, 3] - spans[row, 2]
+        out = np.empty(size, np.uint8)
+        hit_pos = np.empty(len(qhash) * 16 + 1, np.int64)
+        hit_term = np.empty(len(qhash) * 16 + 1, np.int64)
+        counts = np.zeros(max(n_terms, 1), np.int64)
+        o = 0
+        for r in range(n):
+            row = rows[r]
+            for f in range(2):
+                for i in range(spans[row, 2 * f], spans[row, 2 * f + 1]):
+                    out[o] = data[i]
+                    o += 1
+                out[o] = 0
+                o += 1
+            if max_chars > 0:
+                t0 = spans[row, 4]
+                start = window_start(data, t0, keys, key_start[row], key_start[row + 1], post_start, positions,
+                                     qhash, qterm, n_terms, max_chars, hit_pos, hit_term, counts)
+                if start > 0:
+                    out[o] = 0xE2
+                    out[o + 1] = 0x80
+                    out[o + 2] = 0xA6
+                    o += 3
+                w, cut = copy_collapsed(data, t0 + start, spans[row, 5], max_chars, out, o)
+                o += w
+                if cut:
+                    out[o] = 0xE2
+                    out[o + 1] = 0x80
+                    out[o + 2] = 0xA6
+                    o += 3
+            out[o] = 0
+            o += 1
+        return out[:o]
+
+    return _Kernels(page_terms, snippets, records)
 
 
 @functools.lru_cache(maxsize=1)
@@ -312,7 +373,7 @@ def build_snippet_map(texts: Iterable[str], out_dir: str | Path, stopwords: Iter
     """Write the term map of `texts` (in page row order) as `out_dir/snippet_*.npy`; returns counts."""
     import numpy as np
 
-    page_terms, _ = _kernels()
+    page_terms = _kernels().page_terms
     word, crc = _word_table(), _crc_table()
     stop = np.unique(np.asarray([term_hash(w) for w in stopwords], dtype=np.uint32))
     keys, counts, positions, per_page = [], [], [], [0]
@@ -339,7 +400,7 @@ def build_snippet_map(texts: Iterable[str], out_dir: str | Path, stopwords: Iter
 class SnippetMap:
     """The term map of a snapshot's pages beside the memory-mapped page texts: `snippets(rows, terms, max_chars)`."""
 
-    def __init__(self, serve_dir: str | Path, data, text_start, text_end):
+    def __init__(self, serve_dir: str | Path, data, text_start, text_end, spans=None):
         import numpy as np
 
         serve_dir = Path(serve_dir)
@@ -347,9 +408,14 @@ class SnippetMap:
         # Plain ndarray views of the maps: numba dispatches an np.memmap argument several times slower.
         self._arrays = [np.asarray(np.load(serve_dir / f"{name}.npy", mmap_mode="r")) for name in FILES]
         self._data, self._start, self._end = data, text_start, text_end
-        self._kernel = _kernels()[1]
+        self._spans = spans
+        kernels = _kernels()
+        self._kernel, self._records = kernels.snippets, kernels.records
         if len(text_start):  # compile (or load from numba's cache) now, not in the first request
-            self.snippets(np.zeros(1, np.int64), ["warm"], 10)
+            if spans is not None:
+                self.records(np.zeros(1, np.int64), ["warm"], 10)
+            else:
+                self.snippets(np.zeros(1, np.int64), ["warm"], 10)
 
     @staticmethod
     def exists(serve_dir: str | Path) -> bool:
@@ -374,6 +440,19 @@ class SnippetMap:
             text = str(buf[r * width:r * width + size], "utf-8", "replace")
             result.append(text if not f else (_ELLIPSIS if f & 1 else "") + text + (_ELLIPSIS if f & 2 else ""))
         return result
+
+
+    def records(self, rows, terms: Sequence[str], max_chars: int) -> tuple[list[str], list[str], list[str]] | None:
+        """(urls, titles, snippets) of page rows `rows` in one compiled call and one decode: the search's results
+        without a Python step per result. Needs the page `spans`; None when a url, title or snippet holds a NUL
+        character (the separator), for the caller to take them one by one."""
+        n = len(rows)
+        qhash, qterm, n_terms = _query_arrays(tuple(terms))
+        out = self._records(self._data, self._spans, *self._arrays, rows, qhash, qterm, n_terms, max(max_chars, 0))
+        parts = str(out.data, "utf-8", "replace").split("\x00")
+        if len(parts) != 3 * n + 1:
+            return None
+        return parts[0:-1:3], parts[1:-1:3], parts[2:-1:3]
 
 
 @functools.lru_cache(maxsize=65536)

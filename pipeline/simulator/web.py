@@ -121,7 +121,8 @@ class Simulator:
         self.files = PageFiles(self.snapshot)
         self.index = open_index(self.snapshot.path / INDEX_DIR)
         serve_dir = self.snapshot.path / SERVE_DIR
-        self._snippet_map = (SnippetMap(serve_dir, self.files.page_bytes, *self.files.page_spans["text"])
+        self._snippet_map = (SnippetMap(serve_dir, self.files.page_bytes, *self.files.page_spans["text"],
+                                        spans=self.files.spans)
                              if SnippetMap.exists(serve_dir) else None)
         self._np = np
         self._pool: ThreadPoolExecutor | None = None
@@ -332,20 +333,32 @@ class Simulator:
 
     def _search_uncached(self, query: str, k: int, snippet_chars: int) -> SearchResponse:
         hits = self.index.search(query, k)
-        ranked = [(rank, row, pid, score) for rank, (row, (pid, score))
-                  in enumerate(zip(self.files.rows_of([pid for pid, _ in hits]), hits), 1) if row is not None]
-        rows = self._np.fromiter((row for _, row, _, _ in ranked), dtype=self._np.int64, count=len(ranked))
-        urls, titles = self.files.urls_titles(rows)
-        snippets = self._snippets(rows, query_terms(query), snippet_chars) if snippet_chars else [""] * len(rows)
-        return SearchResponse(200, query, [SearchResult(rank, url, title, snippet, round(score, 4), pid)
-                                           for (rank, _, pid, score), url, title, snippet
-                                           in zip(ranked, urls, titles, snippets)])
+        if not hits:
+            return SearchResponse(200, query, [])
+        pids, scores = zip(*hits)
+        rows = self.files.rows_of(pids)
+        ranks = range(1, len(hits) + 1)
+        if None in rows:  # a page the index has and the page files do not: left out, the ranks keep their gaps
+            kept = [i for i, row in enumerate(rows) if row is not None]
+            ranks, pids, scores, rows = ([seq[i] for i in kept] for seq in (ranks, pids, scores, rows))
+        rows = self._np.array(rows, dtype=self._np.int64)
+        urls, titles, snippets = self._result_fields(rows, query_terms(query), snippet_chars)
+        return SearchResponse(200, query, list(map(SearchResult, ranks, urls, titles, snippets,
+                                                   [round(s, 4) for s in scores], pids)))
 
-    def _snippets(self, rows, terms: list[str], max_chars: int) -> list[str]:
+    def _result_fields(self, rows, terms: list[str], max_chars: int) -> tuple[list[str], list[str], list[str]]:
+        """The urls, titles and snippets of page rows `rows`."""
         if self._snippet_map is not None:
-            return self._snippet_map.snippets(rows, terms, max_chars)
+            fields = self._snippet_map.records(rows, terms, max_chars)
+            if fields is not None:
+                return fields
+        urls, titles = self.files.urls_titles(rows)
+        if not max_chars:
+            return urls, titles, [""] * len(rows)
+        if self._snippet_map is not None:
+            return urls, titles, self._snippet_map.snippets(rows, terms, max_chars)
         # A format-1 snapshot has no term map: scan the texts (slower, the same kind of snippet).
-        return [make_snippet(text, terms, max_chars) for text in self.files.strings(rows.tolist(), "text")]
+        return urls, titles, [make_snippet(text, terms, max_chars) for text in self.files.strings(rows.tolist(), "text")]
 
     def _fetch(self, url: Any) -> FetchResponse:
         url = check_text("url", url, MAX_URL_CHARS)

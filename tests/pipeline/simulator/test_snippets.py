@@ -37,7 +37,7 @@ def sim(small_snapshot):
 
 
 def test_the_kernel_hashes_tokens_like_zlib():
-    page_terms, _ = _kernels()
+    page_terms = _kernels().page_terms
     text = "Basalt flows, café au lait; 1945 x basalt"
     keys, counts, positions = page_terms(np.frombuffer(text.lower().encode(), dtype=np.uint8), _word_table(),
                                          np.zeros(0, np.uint32), _crc_table(), 10_000, 40, 16)
@@ -92,6 +92,39 @@ def test_a_term_far_into_a_long_page_is_found_and_whitespace_collapsed(tmp_path)
     cut = smap.snippets(rows[:1], ["absent"], 40)[0]
     assert cut.startswith("Kilimanjaro is a mountain") and cut.endswith("…") and len(cut) <= 41
     assert smap.snippets(rows, ["glacier"], 0) == [""] * 4
+
+
+def test_records_are_the_urls_titles_and_snippets_taken_one_by_one(sim):
+    """`SnippetMap.records` (one compiled call, one decode) gives what the page files and `snippets` give per field."""
+    smap = sim._snippet_map
+    queries = [*TOPICS, "volcanic lava rock", "flightless bird island", "manual chapter install", "nebula", "zzz"]
+    rows = np.arange(sim.page_count(), dtype=np.int64)
+    for query in queries:
+        terms = query_terms(query)
+        for max_chars in (0, 1, 7, 60, 200, 1000):
+            urls, titles = sim.files.urls_titles(rows)
+            snippets = smap.snippets(rows, terms, max_chars)
+            assert smap.records(rows, terms, max_chars) == (urls, titles, snippets), (query, max_chars)
+    assert smap.records(rows[:0], ["x"], 200) == ([], [], [])
+
+
+def test_a_nul_in_a_page_falls_back_to_one_by_one(tmp_path):
+    texts = ["Alpha beta gamma.", "Delta \x00 epsilon zeta.", "Eta theta."]
+    smap = snippet_map_of(texts, tmp_path)
+    data, starts, ends = smap._data, smap._start, smap._end
+    # url = title = text for this test: spans of the same bytes.
+    spans = np.stack([starts, ends, starts, ends, starts, ends], axis=1)
+    both = SnippetMap(tmp_path, data, starts, ends, spans=spans)
+    rows = np.arange(3, dtype=np.int64)
+    assert both.records(rows, ["epsilon"], 100) is None
+    assert both.records(rows[[0, 2]], ["theta"], 100) == ([texts[0], texts[2]], [texts[0], texts[2]],
+                                                           both.snippets(rows[[0, 2]], ["theta"], 100))
+
+
+def test_search_results_come_whole_when_a_title_holds_a_nul(sim, monkeypatch):
+    want = sim.search("volcanic lava rock", 5).to_dict()
+    monkeypatch.setattr(sim._snippet_map, "records", lambda *a: None)  # as when a field holds the separator
+    assert sim.search("volcanic lava rock", 5).to_dict() == want
 
 
 def test_search_many_answers_like_search_in_order(sim):
