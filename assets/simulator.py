@@ -57,6 +57,9 @@ class SnapshotConfig(dg.Config):
     """BM25 k1 (bm25s only; tantivy fixes 1.2)."""
     b: float = 0.75
     """BM25 b (bm25s only; tantivy fixes 0.75)."""
+    index_shards: int = 1
+    """tantivy indexes the pages are split between, built in parallel processes and searched as one index with the
+    statistics of all pages (same ranking; see docs/scale-out.md for when it pays)."""
 
 
 @dg.asset(
@@ -69,7 +72,8 @@ class SnapshotConfig(dg.Config):
 def snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, store: StoreResource,
              simulator: SimulatorResource) -> dg.MaterializeResult:
     index = IndexConfig(kind=IndexKind(config.index_kind).value, stopwords=config.stopwords,
-                        stemming=config.stemming, title_boost=config.title_boost, k1=config.k1, b=config.b)
+                        stemming=config.stemming, title_boost=config.title_boost, k1=config.k1, b=config.b,
+                        shards=config.index_shards)
     # DuckDB refuses a read-only open while a writer holds the store: the build queues on the store's lock (shared)
     # behind a running ingest, as long as it takes.
     snap = build_snapshot(store.get().path, simulator.root(), index=index, log=context.log.info,

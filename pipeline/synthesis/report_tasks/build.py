@@ -23,6 +23,10 @@ from pipeline.synthesis.report_tasks.scoring import score_completion
 from pipeline.synthesis.report_tasks.sources import display_titles, order_key, page_category, select_sources
 from pipeline.text.lexical import normalize
 
+KEY_POINT_ROUNDS = 3
+"""Rounds of replacement tasks for those refused for a source chunk without a key point."""
+
+
 @dataclass
 class BuildResult:
     rows: list[dict]
@@ -316,33 +320,45 @@ def build_report_tasks(pages: Iterable[dict], edges: Iterable[dict] = (), *, cou
     started = time.perf_counter()
     builder = _Builder(list(pages), list(edges), count_tokens, config)
     log(f"{len(builder.sources)} source pages qualify")
-    rows: list[dict] = []
     anchors = [p["url"] for p in builder.sources]
-    cursor = 0
-    for kind in TASK_KINDS:
-        made = 0
-        for attempt in range(len(anchors)):
-            if made >= config.count(kind):
-                break
-            row = builder.task(kind, anchors[(cursor + attempt) % len(anchors)])
-            if row is not None:
-                rows.append(row)
-                made += 1
-        cursor += made
-        if made < config.count(kind):
-            builder.rejections[f"short_of_{kind}"] += config.count(kind) - made
     model_id = getattr(llm, "model_id", None) if llm is not None else None
     model_tag = f"model:{model_id}" if model_id else "extractive"
     usage_before = _usage(llm)
-    log(f"{len(rows)} task skeletons {dict(Counter(r['task_kind'] for r in rows))}; asking {model_tag} for key points")
     kp_counts: Counter = Counter()
-    _add_key_points(rows, llm, config, builder.rejections, kp_counts, model_tag)
-    # a source chunk with no key point would leave its note empty and its part of the gold unsaid: no such task
-    keep = [r for r in rows if r["task_kind"] == "reorder" or {
-        c["chunk_id"] for c in r["chunks"] if not c["is_distractor"]} <= {kp["chunk_id"] for kp in r["key_points"]}]
-    builder.rejections["source_chunk_without_key_point"] += len(rows) - len(keep)
-    rows[:] = keep
-    log(f"key points: {dict(kp_counts)}; {len(rows)} tasks keep a key point for every source chunk; asking for "
+    # Each kind walks the anchors from its own start (after the previous kinds' first tasks). A task whose source
+    # chunk gets no key point (no sentence a person would write) is refused, since its note would be empty and its
+    # part of the gold unsaid; the kind then takes the next anchors, for up to KEY_POINT_ROUNDS rounds.
+    rows: list[dict] = []
+    tried = {kind: 0 for kind in TASK_KINDS}
+    starts, cursor = {}, 0
+    for kind in TASK_KINDS:
+        starts[kind] = cursor
+        cursor += config.count(kind)
+    for round_ in range(KEY_POINT_ROUNDS):
+        fresh = []
+        for kind in TASK_KINDS:
+            need = config.count(kind) - sum(r["task_kind"] == kind for r in rows)
+            while need > 0 and tried[kind] < len(anchors):
+                row = builder.task(kind, anchors[(starts[kind] + tried[kind]) % len(anchors)])
+                tried[kind] += 1
+                if row is not None:
+                    fresh.append(row)
+                    need -= 1
+        if not fresh:
+            break
+        log(f"round {round_ + 1}: {len(fresh)} task skeletons {dict(Counter(r['task_kind'] for r in fresh))}; "
+            f"asking {model_tag} for key points")
+        _add_key_points(fresh, llm, config, builder.rejections, kp_counts, model_tag)
+        keep = [r for r in fresh if r["task_kind"] == "reorder" or {
+            c["chunk_id"] for c in r["chunks"] if not c["is_distractor"]} <= {kp["chunk_id"] for kp in r["key_points"]}]
+        builder.rejections["source_chunk_without_key_point"] += len(fresh) - len(keep)
+        rows += keep
+    rows.sort(key=lambda r: TASK_KINDS.index(r["task_kind"]))
+    for kind in TASK_KINDS:
+        made = sum(r["task_kind"] == kind for r in rows)
+        if made < config.count(kind):
+            builder.rejections[f"short_of_{kind}"] += config.count(kind) - made
+    log(f"key points: {dict(kp_counts)}; {len(rows)} tasks with a key point for every source chunk; asking for "
         "references")
     _add_references(rows, llm, config, builder.rejections, model_tag)
     usage_after = _usage(llm)

@@ -38,12 +38,13 @@ def fragment_reason(sentence: str) -> str | None:
 
 
 def has_clause(sentence: str) -> bool:
-    """Whether `sentence` has a subject and its verb (spaCy's dependency parse, the one the questions use): a
+    """Whether `sentence` has a subject and its verb, or a finite verb (spaCy's parse, the one the questions use): a
     heading, a caption or an infobox row ("The Iron Cross, Second Class", "Escalation 617.54 km/s") has none."""
     from pipeline.synthesis.questions.parse import load_parser
 
     doc = load_parser()(sentence)
-    return any(t.dep_ in _SUBJECTS and t.head.pos_ in ("VERB", "AUX") for t in doc)
+    return any((t.dep_ in _SUBJECTS and t.head.pos_ in ("VERB", "AUX"))
+               or (t.pos_ in ("VERB", "AUX") and "Fin" in t.morph.get("VerbForm")) for t in doc)
 
 
 _SUBJECTS = frozenset({"nsubj", "nsubjpass", "csubj", "csubjpass", "expl"})
