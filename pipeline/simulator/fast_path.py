@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import types
 from typing import Any, Awaitable, Callable, Union, get_args, get_origin
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 import orjson
 
@@ -77,8 +77,26 @@ class FastModel:
 
 
 def query_params(scope: dict) -> dict[str, str]:
-    """The query string's parameters as Starlette's `dict(request.query_params)` gives them (the last value wins)."""
-    return dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    """The query string's parameters as Starlette's `dict(request.query_params)` gives them (`parse_qsl` of its
+    Latin-1 text, blank values kept, the last value of a name wins), with less work for an ASCII query string."""
+    qs = scope["query_string"]
+    if not qs.isascii():
+        return dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True))
+    out = {}
+    for part in qs.split(b"&"):
+        if part:
+            name, _, value = part.partition(b"=")
+            out[_unquote_plus(name)] = _unquote_plus(value)
+    return out
+
+
+def _unquote_plus(raw: bytes) -> str:
+    """`unquote(text.replace("+", " "))` of ASCII `raw`: percent escapes decoded as UTF-8, invalid ones replaced."""
+    if b"+" in raw:
+        raw = raw.replace(b"+", b" ")
+    if b"%" in raw:
+        return unquote_to_bytes(raw).decode("utf-8", "replace")
+    return raw.decode("ascii")
 
 
 def json_object(body: bytes) -> dict[str, Any] | None:

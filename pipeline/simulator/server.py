@@ -556,5 +556,7 @@ def serve(snapshot: str | Path | None = "latest", host: str = "127.0.0.1", port:
         "body_timeout_s": body_timeout_s})
     log.warning("serving snapshot %s (%d pages) on http://%s:%d with %d worker(s)",
                 snap.id, snap.manifest["counts"]["pages"], host, port, workers)
+    # No X-Forwarded-* rewriting (proxy_headers): the app never reads the client's address or scheme, and the
+    # middleware is a step on every request.
     uvicorn.run("pipeline.simulator.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+                log_level=log_level, access_log=False, timeout_graceful_shutdown=5, proxy_headers=False)

@@ -67,9 +67,45 @@ def _kernels() -> _Kernels:
     @njit
     def is_space(cp):
         # Python's `\s` (what the old snippet collapsed): ASCII whitespace, NEL, NBSP and the Unicode spaces.
-        return (cp == 32 or 9 <= cp <= 13 or 28 <= cp <= 31 or cp == 0x85 or cp == 0xA0 or cp == 0x1680
-                or 0x2000 <= cp <= 0x200A or cp == 0x2028 or cp == 0x2029 or cp == 0x202F or cp == 0x205F
-                or cp == 0x3000)
+        if cp <= 32:
+            return cp == 32 or 9 <= cp <= 13 or 28 <= cp <= 31
+        if cp < 0x85:  # letters, digits, punctuation: one comparison
+            return False
+        return (cp == 0x85 or cp == 0xA0 or cp == 0x1680 or 0x2000 <= cp <= 0x200A or cp == 0x2028 or cp == 0x2029
+                or cp == 0x202F or cp == 0x205F or cp == 0x3000)
+
+    @njit
+    def lower_bound(keys, k0, k1, h):
+        """The first i in [k0, k1) with keys[i] >= h (k1 if none): the keys are CRC-32s, spread evenly, so the search
+        starts where h would fall and gallops from there (a few cache lines, not a binary search's dozen)."""
+        lo = k0
+        hi = k1
+        if k1 - k0 > 32:
+            g = k0 + ((np.int64(h) * (k1 - k0)) >> 32)
+            step = 8
+            if keys[g] < h:
+                lo = g + 1
+                while lo + step < k1:
+                    if keys[lo + step] >= h:
+                        hi = lo + step
+                        break
+                    lo = lo + step + 1
+                    step *= 2
+            else:
+                hi = g
+                while hi - step >= k0:
+                    if keys[hi - step] < h:
+                        lo = hi - step + 1
+                        break
+                    hi = hi - step
+                    step *= 2
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if keys[mid] < h:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     @njit
     def page_terms(b, word, stop, crc_table, max_bytes, max_token, max_pos):
@@ -149,15 +185,8 @@ def _kernels() -> _Kernels:
         0 when the page has none of them. hit_pos, hit_term, counts: scratch arrays."""
         nh = 0
         for j in range(len(qhash)):
-            lo = k0
-            hi = k1
             h = qhash[j]
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if keys[mid] < h:
-                    lo = mid + 1
-                else:
-                    hi = mid
+            lo = lower_bound(keys, k0, k1, h)
             if lo < k1 and keys[lo] == h:
                 for p in range(post_start[lo], post_start[lo + 1]):
                     if nh < len(hit_pos):

@@ -197,3 +197,23 @@ def test_a_bug_is_a_logged_500_on_the_fast_path_too(small_snapshot, caplog):
     assert status == 500 and answer == {"error": "internal error (logged)", "status": 500}
     assert any("error serving GET /links" in r.getMessage() for r in caplog.records)
     assert status_and_json(call(app, "GET", "/fetch", {"url": WIKI + "Basalt"}))[1]["status"] == 200
+
+
+def test_query_strings_are_read_as_starlette_reads_them():
+    from urllib.parse import parse_qsl
+
+    pytest.importorskip("hypothesis")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pipeline.simulator.fast_path import query_params
+
+    pieces = st.sampled_from([b"a", b"k", b"=", b"&", b"+", b"%", b"%2", b"%20", b"%2B", b"%3D", b"%26", b"%e2%80%a6",
+                              b"%C3", b"%zz", b"%00", b"query", b"q", b"\xe9", b"\xff", b" ", b"5", b""])
+
+    @settings(max_examples=3000, deadline=None, database=None, derandomize=True)
+    @given(st.lists(pieces | st.binary(max_size=6), max_size=12).map(b"".join))
+    def same(qs):
+        assert query_params({"query_string": qs}) == dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True))
+
+    same()
