@@ -17,6 +17,9 @@
    payload (no content decoding), best of 3.
 4. Where our time goes, in one process: WARC parse, charset decode, lxml parse, links, trafilatura.
 
+A quick look at section 1: `--sections cpu --limit 400` (100 pages of each shard, ~2 minutes of CPU; the
+whole-file golden check needs no --limit, ~6 minutes).
+
 Needs the `bench` extra (fastwarc, datatrove); datatrove's WarcReader also imports `cchardet` and
 `magic` (faust-cchardet, python-magic). A missing one skips its section with a note.
 The machine may be shared: the load average is printed at the start and the end of each section.

@@ -13,6 +13,7 @@ that page only (reasons "timeout", "parse_error", "empty_text"), so one bad page
 from __future__ import annotations
 
 import bisect
+import functools
 import multiprocessing
 import os
 import re
@@ -58,7 +59,8 @@ class _HtmlElement(lxml_html.HtmlElement):
     - `text_content` from libxml2's text serialiser instead of an XPath `string()` evaluation (the golden test
       holds it to the same string on the sample pages); trafilatura asks for it some 300 times per page;
     - `find`/`findall` of ".//name" or ".//*" (trafilatura's link-density and readability tests, ~200 per page)
-      straight from `iterdescendants(name)`, which is what lxml's ElementPath runs for that path, without parsing it.
+      straight from `iterdescendants(name)`, which is what lxml's ElementPath runs for that path, without parsing it;
+    - `xpath(path)` with a compiled `etree.XPath(path)` kept for the next call (lxml compiles the string every time).
     """
 
     def text_content(self):
@@ -75,6 +77,17 @@ class _HtmlElement(lxml_html.HtmlElement):
         if m is None:
             return super().findall(path, namespaces)
         return list(self.iterdescendants(m.group(1)))
+
+    def xpath(self, _path, namespaces=None, extensions=None, smart_strings=True, **_variables):
+        if namespaces is None and extensions is None and smart_strings and not _variables and isinstance(_path, str):
+            return _compiled_xpath(_path)(self)  # what the call compiles each time, compiled once
+        return super().xpath(_path, namespaces=namespaces, extensions=extensions, smart_strings=smart_strings,
+                             **_variables)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_xpath(path: str) -> etree.XPath:
+    return etree.XPath(path)
 
 
 def _html_parser(**options) -> etree.HTMLParser:

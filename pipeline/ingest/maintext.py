@@ -13,18 +13,20 @@ process, such as datatrove in benchmarks/bench_ingest.py, run it as shipped):
   as ''). The same expressions with each such test guarded by the attribute's presence,
   `((@class) and re:test(@class, '...'))`, select the same elements wherever the pattern cannot match ''
   (checked for each pattern when the expression is built; one that could match '' is left as it was);
-- `prune_unwanted_sections` runs its link-density pass (div, list, p) twice; where the first pass deleted
-  nothing, the second sees the same tree and deletes nothing either, so it is skipped;
+- `prune_unwanted_sections` runs its link-density pass (div, list, p) twice; a second-pass test that would see
+  the tree its first-pass twin saw and kept whole deletes nothing either, so it is skipped;
 - readability's paragraph scoring measures the text of every link once per candidate container that holds it
   (a link in a paragraph counts for its parent and grandparent); it does not change the tree meanwhile, so
   each link is measured once;
 - htmldate's last resorts scan the page's markup and text with date regular expressions that Python tries at
   every digit (~1 ms per page); each of them can only match where a shorter piece of it, which starts with a
   fixed character and is found ~20x faster, occurs (":12:34" for a timestamp, "-06-" for a loose date, ".6/"
-  or "/6." for a date core), so where that piece is absent the search is not run: it would find nothing.
+  or "/6." for a date core), so where that piece is absent the search is not run: it would find nothing;
+- htmldate tests every element of some tags for date cues in its id, class and itemprop; one with none of those
+  has none (htmldate 1.11.0's `is_date_candidate` says False), and is not asked.
 
-The replacements are written against trafilatura `TRAFILATURA_VERSION` and htmldate's date patterns as
-`_HTMLDATE_NEEDS` spells them, and used only with those; with others both run as shipped. tests/pipeline/ingest/test_maintext.py holds them to the originals.
+The replacements are written against trafilatura `TRAFILATURA_VERSION`, htmldate `HTMLDATE_VERSION` and htmldate's
+date patterns as `_HTMLDATE_NEEDS` spells them, and used only with those; with others both run as shipped. tests/pipeline/ingest/test_maintext.py holds them to the originals.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from lxml import etree
 # Wikipedia sample: a random year from the article body) and costs ~2/3 of extraction time.
 DATE_PARAMS = {"extensive_search": False, "original_date": True}
 TRAFILATURA_VERSION = "2.3.1"
+HTMLDATE_VERSION = "1.11.0"
 
 # re:test(<attribute node-set>, '<pattern>'[, '<flags>']) as trafilatura writes it.
 _RE_TEST = re.compile(r"re:test\(\s*(@[\w:-]+(?:\s*\|\s*@[\w:-]+)*)\s*,\s*'([^']*)'\s*(?:,\s*'([^']*)'\s*)?\)")
@@ -136,8 +139,8 @@ def _document_size(tree: etree._Element) -> int:
 
 
 def _prune_unwanted_sections(tree, potential_tags: set[str], options, keep_teasers: bool = False):
-    """trafilatura 2.3.1's `main_extractor.prune_unwanted_sections` with the guarded XPath expressions, and its
-    second link-density pass skipped where the first deleted nothing (it would see the same tree)."""
+    """trafilatura 2.3.1's `main_extractor.prune_unwanted_sections` with the guarded XPath expressions, and the
+    tests of its second link-density pass skipped where they would see a tree their first run kept whole."""
     from trafilatura.htmlprocessing import delete_by_link_density, prune_unwanted_nodes
     from trafilatura.main_extractor import link_density_test_tables
     from trafilatura.xml import delete_element
@@ -152,15 +155,17 @@ def _prune_unwanted_sections(tree, potential_tags: set[str], options, keep_tease
             tree = prune_unwanted_nodes(tree, xp["TEASER_DISCARD_XPATH"])
         if favor_precision:
             tree = prune_unwanted_nodes(tree, xp["PRECISION_DISCARD_XPATH"])
+    # delete_by_link_density only ever removes elements (and with them, tails moved up), so the document's
+    # element count tells whether anything was removed. A call in the second pass whose first-pass twin started
+    # on a document of the same size sees the tree that call saw, which kept everything: it is skipped.
+    started: dict[str, int] = {}
     for _ in range(2):
-        # delete_by_link_density only ever removes elements (and with them, tails moved up): an unchanged
-        # element count of the whole document means nothing was removed, and the same pass would remove nothing
-        before = _document_size(tree)
-        tree = delete_by_link_density(tree, "div", backtracking=True, favor_precision=favor_precision)
-        tree = delete_by_link_density(tree, "list", backtracking=False, favor_precision=favor_precision)
-        tree = delete_by_link_density(tree, "p", backtracking=False, favor_precision=favor_precision)
-        if _document_size(tree) == before:
-            break
+        for tagname in ("div", "list", "p"):
+            size = _document_size(tree)
+            if started.get(tagname) == size:
+                continue
+            started[tagname] = size
+            tree = delete_by_link_density(tree, tagname, backtracking=tagname == "div", favor_precision=favor_precision)
     if "table" in potential_tags or favor_precision:
         boilerplate_tables = [elem for elem in tree.iter("table") if link_density_test_tables(elem) is True]
         for elem in boilerplate_tables:
@@ -258,6 +263,14 @@ def _idiosyncrasies_search(htmlstring: str, options) -> str | None:
     return idiosyncrasies_search(htmlstring, options) if _can_match(DATE_CORE_PATTERN, htmlstring) else None
 
 
+def _is_date_candidate(elem, original) -> bool:
+    """htmldate's `core.is_date_candidate` (`original`: while the speed-ups are in place, the module's name is this
+    function), which is False for an element without id, class and itemprop."""
+    if elem.get("id") is None and elem.get("class") is None and elem.get("itemprop") is None:
+        return False
+    return original(elem)
+
+
 # (module, attribute) -> replacement; the XPath lists by name for _prune_unwanted_sections
 _SWAPPED_XPATHS = {
     "trafilatura.core": ("RAW_TREE_PRUNE_XPATH", "REMOVE_COMMENTS_AND_LISTS_XPATH", "REMOVE_COMMENTS_XPATH"),
@@ -284,6 +297,10 @@ def _speedups() -> dict:
         swaps.append((htmldate_core, "pattern_search", htmldate_core.pattern_search, _pattern_search))
         swaps.append((htmldate_core, "idiosyncrasies_search", htmldate_core.idiosyncrasies_search,
                       _idiosyncrasies_search))
+    htmldate_core = importlib.import_module("htmldate.core")
+    if importlib.import_module("htmldate").__version__ == HTMLDATE_VERSION:
+        original = htmldate_core.is_date_candidate
+        swaps.append((htmldate_core, "is_date_candidate", original, functools.partial(_is_date_candidate, original=original)))
     if trafilatura.__version__ != TRAFILATURA_VERSION:
         return {"xpaths": guarded, "swaps": swaps}
     for module_name, attributes in _SWAPPED_XPATHS.items():

@@ -223,6 +223,19 @@ def test_find_and_findall_of_descendant_paths_match_elementpath(trees):
     assert tree.findall(".//h1") == [] and tree.findall(".//b") == [tree.find(".//p")[1]]
 
 
+@needs_sample
+def test_xpath_with_compiled_expressions_matches_lxmls(trees):
+    paths = ("//p//text()", ".//*", ".//title|.//h1", "text()[normalize-space()]", "count(.//a)", ".//p//text()",
+             './/script[@type="application/ld+json" or @type="application/settings+json"]', "string(.)")
+    for tree in trees:
+        for element in [tree, *islice(tree.iter("div", "p"), 6)]:
+            for path in paths:
+                ours, theirs = element.xpath(path), etree._Element.xpath(element, path)
+                assert ours == theirs and type(ours) is type(theirs), path
+                if isinstance(ours, list) and ours and isinstance(ours[0], str):
+                    assert [s.getparent() for s in ours] == [s.getparent() for s in theirs]
+
+
 def test_collapse_is_the_regex_collapse_it_replaced():
     """extract._collapse joins str.split()'s words, for `_WS.sub(" ", text).strip()`: the same whitespace, the same
     string."""
@@ -234,3 +247,23 @@ def test_collapse_is_the_regex_collapse_it_replaced():
     for _ in range(3000):
         text = "".join(rng.choice(spaces + "ab.\u00e9\ue000") for _ in range(rng.randint(0, 12)))
         assert _collapse(text) == _WS.sub(" ", text).strip()
+
+
+@needs_sample
+def test_date_candidates_are_htmldates(trees):
+    from htmldate.core import is_date_candidate
+
+    made_up = _parse("<html><body><div itemprop='datePublished'>1</div><div itemprop='name'>2</div><span id='x' "
+                     "class='meta'>3</span><p class='Date'>4</p><footer>5</footer><div>6</div></body></html>")
+    seen = set()
+    for tree in [*trees, made_up]:
+        for element in tree.iter():
+            if isinstance(element.tag, str):
+                verdict = maintext._is_date_candidate(element, is_date_candidate)
+                assert verdict == is_date_candidate(element)
+                seen.add(verdict)
+    assert seen == {True, False}
+    with maintext.exact_speedups():  # in place, it still reaches htmldate's own test
+        import htmldate.core
+
+        assert htmldate.core.is_date_candidate(made_up.find(".//p")) is is_date_candidate(made_up.find(".//p")) is True
