@@ -183,18 +183,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     print(f"websim ({args.profile} profile): {len(warcs)} WARC files, {len(clicks)} clickstream files -> "
           f"{store.get().path}")
+    stages = ["ingest", "store_build", "synthesis", "training"]
+    start = stages.index(getattr(args, "start", None) or "ingest")
+    if start:
+        print(f"starting at {stages[start]}: {', '.join(stages[:start])} as the last run left them")
     timings: list[tuple[str, str, float]] = []
-    t0 = time.perf_counter()
-    _materialize_partitions(defs, instance, "warc_ingest", "warc_files", warcs, args.verbose, configs["warc_ingest"])
-    timings.append(("warc_ingest", f"warc_pages ({len(warcs)} partitions)", time.perf_counter() - t0))
-    t0 = time.perf_counter()
-    _materialize_partitions(defs, instance, "clickstream_ingest", "clickstream_files", clicks, args.verbose,
-                            configs["clickstream_ingest"])
-    timings.append(("clickstream_ingest", f"clickstream ({len(clicks)} partitions)", time.perf_counter() - t0))
+    if start == 0:
+        t0 = time.perf_counter()
+        _materialize_partitions(defs, instance, "warc_ingest", "warc_files", warcs, args.verbose,
+                                configs["warc_ingest"])
+        timings.append(("warc_ingest", f"warc_pages ({len(warcs)} partitions)", time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        _materialize_partitions(defs, instance, "clickstream_ingest", "clickstream_files", clicks, args.verbose,
+                                configs["clickstream_ingest"])
+        timings.append(("clickstream_ingest", f"clickstream ({len(clicks)} partitions)", time.perf_counter() - t0))
     results = {}
     for job_name, what in (("store_build", "pages, link graph, snapshot"),
                            ("synthesis", "report tasks and hard questions, with the configured model"),
                            ("training", "SFT traces, SFT, GRPO, report SFT, report GRPO, evaluation")):
+        if stages.index(job_name) < start:
+            continue
         if job_name == "training" and not _train_questions():
             print("training: skipped, no verified train question in datasets/hard_queries (see the hard_queries "
                   "asset's rejections; a stronger model through the llm resource raises the yield)", flush=True)
@@ -317,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", "materialize every asset end to end")
     p.add_argument("--profile", default="demo", help="run budget: demo (sample data, small model, CPU) or full")
     p.add_argument("--config", default=None, help="YAML of run config per job, merged over the profile")
+    p.add_argument("--from", dest="start", default=None, choices=["ingest", "store_build", "synthesis", "training"],
+                   help="start at this job, on what the earlier jobs left (e.g. after a stopped or failed run)")
     p.set_defaults(func=cmd_run)
 
     p = add("backfill", "materialize partitions of a partitioned asset")

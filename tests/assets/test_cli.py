@@ -192,3 +192,21 @@ def test_the_headline_prints_an_evaluation_table_of_either_kind():
     assert _table_lines(table) == ["model | accuracy", "base | 0.0", "sft | 0.25"]
     assert _table_lines("| model |\n|---|\n| base |") == ["| model |", "|---|", "| base |"]
     assert _table_lines(None) == []
+
+
+@pytest.mark.parametrize("start, jobs", [
+    ("training", ["training"]),
+    ("synthesis", ["synthesis", "training"]),
+    (None, ["warc_ingest", "clickstream_ingest", "store_build", "synthesis", "training"]),
+])
+def test_run_from_a_job_skips_the_earlier_ones(start, jobs, tmp_path, monkeypatch):
+    import assets.cli as cli
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    called = []
+    monkeypatch.setattr(cli, "_materialize_partitions", lambda defs, inst, job, *a, **k: called.append(job))
+    monkeypatch.setattr(cli, "_run_job", lambda defs, inst, job, **k: called.append(job))
+    monkeypatch.setattr(cli, "step_times", lambda instance, result: [])
+    monkeypatch.setattr(cli, "_train_questions", lambda: 1)
+    assert main(["run"] + (["--from", start] if start else [])) == 0
+    assert called == jobs
