@@ -16,6 +16,7 @@ not in the map when the index drops them (they place nothing). Only the first `S
 
 from __future__ import annotations
 
+import codecs
 import functools
 import zlib
 from pathlib import Path
@@ -478,7 +479,7 @@ class SnippetMap:
         n = len(rows)
         qhash, qterm, n_terms = _query_arrays(tuple(terms))
         out = self._records(self._data, self._spans, *self._arrays, rows, qhash, qterm, n_terms, max(max_chars, 0))
-        parts = str(out.data, "utf-8", "replace").split("\x00")
+        parts = codecs.utf_8_decode(out, "replace", True)[0].split("\x00")
         if len(parts) != 3 * n + 1:
             return None
         return parts[0:-1:3], parts[1:-1:3], parts[2:-1:3]

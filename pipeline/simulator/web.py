@@ -64,7 +64,7 @@ from pipeline.simulator.responses import (  # noqa: F401
     check_int,
     check_text,
 )
-from pipeline.simulator.search_index import make_snippet, open_index, query_terms
+from pipeline.simulator.search_index import STOPWORDS, make_snippet, open_index, query_terms
 from pipeline.simulator.snapshot import INDEX_DIR, SERVE_DIR, Snapshot, resolve_snapshot
 from pipeline.simulator.snippets import SnippetMap
 
@@ -342,7 +342,9 @@ class Simulator:
             kept = [i for i, row in enumerate(rows) if row is not None]
             ranks, pids, scores, rows = ([seq[i] for i in kept] for seq in (ranks, pids, scores, rows))
         rows = self._np.array(rows, dtype=self._np.int64)
-        urls, titles, snippets = self._result_fields(rows, query_terms(query), snippet_chars)
+        # STOPWORDS, not True: the same terms, and the index (built with that list) has just parsed the query
+        # under this cache key.
+        urls, titles, snippets = self._result_fields(rows, query_terms(query, STOPWORDS), snippet_chars)
         return SearchResponse(200, query, list(map(SearchResult, ranks, urls, titles, snippets,
                                                    [round(s, 4) for s in scores], pids)))
 
