@@ -23,7 +23,7 @@ process, such as datatrove in benchmarks/bench_ingest.py, run it as shipped):
   fixed character and is found ~20x faster, occurs (":12:34" for a timestamp, "-06-" for a loose date, ".6/"
   or "/6." for a date core), so where that piece is absent the search is not run: it would find nothing;
 - htmldate tests every element of some tags for date cues in its id, class and itemprop; one with none of those
-  has none (htmldate 1.11.0's `is_date_candidate` says False), and is not asked.
+  has none (htmldate 1.11.0's `is_date_candidate` says False), and is not asked (`date_candidates`).
 
 The replacements are written against trafilatura `TRAFILATURA_VERSION`, htmldate `HTMLDATE_VERSION` and htmldate's
 date patterns as `_HTMLDATE_NEEDS` spells them, and used only with those; with others both run as shipped. tests/pipeline/ingest/test_maintext.py holds them to the originals.
@@ -263,12 +263,20 @@ def _idiosyncrasies_search(htmlstring: str, options) -> str | None:
     return idiosyncrasies_search(htmlstring, options) if _can_match(DATE_CORE_PATTERN, htmlstring) else None
 
 
-def _is_date_candidate(elem, original) -> bool:
-    """htmldate's `core.is_date_candidate` (`original`: while the speed-ups are in place, the module's name is this
-    function), which is False for an element without id, class and itemprop."""
-    if elem.get("id") is None and elem.get("class") is None and elem.get("itemprop") is None:
-        return False
-    return original(elem)
+def _date_candidates(tree, extensive_search: bool, original, is_date_candidate) -> list:
+    """htmldate 1.11.0's `core.date_candidates` (`original`): the same elements in the same order, without asking
+    `is_date_candidate` (the original, passed in) about elements that have no id, class or itemprop."""
+    from htmldate.core import ALWAYS_TAGS, FAST_TAGS
+
+    if extensive_search:
+        return original(tree, extensive_search)
+    out = []
+    for e in tree.iterdescendants(*FAST_TAGS, *ALWAYS_TAGS):
+        if e.tag in ALWAYS_TAGS or (
+                (e.get("id") is not None or e.get("class") is not None or e.get("itemprop") is not None)
+                and is_date_candidate(e)):
+            out.append(e)
+    return out
 
 
 # (module, attribute) -> replacement; the XPath lists by name for _prune_unwanted_sections
@@ -299,8 +307,9 @@ def _speedups() -> dict:
                       _idiosyncrasies_search))
     htmldate_core = importlib.import_module("htmldate.core")
     if importlib.import_module("htmldate").__version__ == HTMLDATE_VERSION:
-        original = htmldate_core.is_date_candidate
-        swaps.append((htmldate_core, "is_date_candidate", original, functools.partial(_is_date_candidate, original=original)))
+        original = htmldate_core.date_candidates
+        swaps.append((htmldate_core, "date_candidates", original, functools.partial(
+            _date_candidates, original=original, is_date_candidate=htmldate_core.is_date_candidate)))
     if trafilatura.__version__ != TRAFILATURA_VERSION:
         return {"xpaths": guarded, "swaps": swaps}
     for module_name, attributes in _SWAPPED_XPATHS.items():
