@@ -13,7 +13,6 @@ that page only (reasons "timeout", "parse_error", "empty_text"), so one bad page
 from __future__ import annotations
 
 import bisect
-import functools
 import multiprocessing
 import os
 import re
@@ -27,7 +26,7 @@ from typing import Iterable, Iterator
 from lxml import etree
 from lxml import html as lxml_html
 
-from pipeline.ingest.maintext import main_content
+from pipeline.ingest.maintext import html_parser, main_content
 from pipeline.ingest.urls import normalize_url
 
 MAX_ANCHOR_CHARS = 300
@@ -48,62 +47,8 @@ _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f][\"'\u201d\u2019)\]]*\s+")
 _CJK_SENTENCE_END = re.compile(r"[\u3002\uff01\uff1f]")
 
 
-# ".//name" (".//*"): every descendant named `name` (every element), which lxml's ElementPath selects with
-# `iterdescendants(name)` (`iterdescendants("*")`).
-_DESCENDANTS_PATH = re.compile(r"\.//([A-Za-z][A-Za-z0-9]*|\*)")
-
-
-class _HtmlElement(lxml_html.HtmlElement):
-    """lxml.html's element with two shortcuts to the same results:
-
-    - `text_content` from libxml2's text serialiser instead of an XPath `string()` evaluation (the golden test
-      holds it to the same string on the sample pages); trafilatura asks for it some 300 times per page;
-    - `find`/`findall` of ".//name" or ".//*" (trafilatura's link-density and readability tests, ~200 per page)
-      straight from `iterdescendants(name)`, which is what lxml's ElementPath runs for that path, without parsing it;
-    - `xpath(path)` with a compiled `etree.XPath(path)` kept for the next call (lxml compiles the string every time).
-    """
-
-    def text_content(self):
-        return etree.tostring(self, method="text", encoding="unicode", with_tail=False)
-
-    def find(self, path, namespaces=None):
-        m = _DESCENDANTS_PATH.fullmatch(path) if namespaces is None and isinstance(path, str) else None
-        if m is None:
-            return super().find(path, namespaces)
-        return next(self.iterdescendants(m.group(1)), None)
-
-    def findall(self, path, namespaces=None):
-        m = _DESCENDANTS_PATH.fullmatch(path) if namespaces is None and isinstance(path, str) else None
-        if m is None:
-            return super().findall(path, namespaces)
-        return list(self.iterdescendants(m.group(1)))
-
-    def xpath(self, _path, namespaces=None, extensions=None, smart_strings=True, **_variables):
-        if namespaces is None and extensions is None and smart_strings and not _variables and isinstance(_path, str):
-            return _compiled_xpath(_path)(self)  # what the call compiles each time, compiled once
-        return super().xpath(_path, namespaces=namespaces, extensions=extensions, smart_strings=smart_strings,
-                             **_variables)
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled_xpath(path: str) -> etree.XPath:
-    return etree.XPath(path)
-
-
-def _html_parser(**options) -> etree.HTMLParser:
-    """lxml.html's parser settings with a C-level element class lookup: lxml.html's own lookup is a
-    Python method called for every element proxy (~1,000 per page, 9% of extraction). Every element is
-    an `_HtmlElement` (no form/input subclasses, which neither extraction nor the link pass uses)."""
-    parser = etree.HTMLParser(collect_ids=False, default_doctype=False, remove_comments=True, remove_pis=True,
-                              **options)
-    parser.set_element_class_lookup(etree.ElementDefaultClassLookup(
-        element=_HtmlElement, comment=lxml_html.HtmlComment, pi=lxml_html.HtmlProcessingInstruction,
-        entity=lxml_html.HtmlEntity))
-    return parser
-
-
-_PARSER = _html_parser()
-_BYTES_PARSER = _html_parser(encoding="utf-8")
+_PARSER = html_parser()
+_BYTES_PARSER = html_parser(encoding="utf-8")
 
 
 @dataclass

@@ -25,8 +25,11 @@ process, such as datatrove in benchmarks/bench_ingest.py, run it as shipped):
 - htmldate tests every element of some tags for date cues in its id, class and itemprop; one with none of those
   has none (htmldate 1.11.0's `is_date_candidate` says False), and is not asked (`date_candidates`).
 
+The module also holds the element class and parser settings of websim's parse (`TreeElement`, `html_parser`).
+
 The replacements are written against trafilatura `TRAFILATURA_VERSION`, htmldate `HTMLDATE_VERSION` and htmldate's
-date patterns as `_HTMLDATE_NEEDS` spells them, and used only with those; with others both run as shipped. tests/pipeline/ingest/test_maintext.py holds them to the originals.
+date patterns as `_HTMLDATE_NEEDS` spells them, and used only with those; with others both run as shipped.
+tests/pipeline/ingest/test_maintext.py holds them to the originals.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from lxml import etree
+from lxml import html as lxml_html
 
 # htmldate's extensive search guesses a date from any date-like string in the text (on the
 # Wikipedia sample: a random year from the article body) and costs ~2/3 of extraction time.
@@ -48,6 +52,64 @@ HTMLDATE_VERSION = "1.11.0"
 
 # re:test(<attribute node-set>, '<pattern>'[, '<flags>']) as trafilatura writes it.
 _RE_TEST = re.compile(r"re:test\(\s*(@[\w:-]+(?:\s*\|\s*@[\w:-]+)*)\s*,\s*'([^']*)'\s*(?:,\s*'([^']*)'\s*)?\)")
+
+
+# ---------------------------------------------------------------------------------------------
+# websim's parse of a page: lxml.html's elements with cheaper ways to the same answers
+
+# ".//name" (".//*"): every descendant named `name` (every element), which lxml's ElementPath selects with
+# `iterdescendants(name)` (`iterdescendants("*")`).
+_DESCENDANTS_PATH = re.compile(r"\.//([A-Za-z][A-Za-z0-9]*|\*)")
+
+
+class TreeElement(lxml_html.HtmlElement):
+    """lxml.html's element with two shortcuts to the same results:
+
+    - `text_content` from libxml2's text serialiser instead of an XPath `string()` evaluation (the golden test
+      holds it to the same string on the sample pages); trafilatura asks for it some 300 times per page;
+    - `find`/`findall` of ".//name" or ".//*" (trafilatura's link-density and readability tests, ~200 per page)
+      straight from `iterdescendants(name)`, which is what lxml's ElementPath runs for that path, without parsing it;
+    - `xpath(path)` with a compiled `etree.XPath(path)` kept for the next call (lxml compiles the string every time).
+    """
+
+    def text_content(self):
+        return etree.tostring(self, method="text", encoding="unicode", with_tail=False)
+
+    def find(self, path, namespaces=None):
+        m = _DESCENDANTS_PATH.fullmatch(path) if namespaces is None and isinstance(path, str) else None
+        if m is None:
+            return super().find(path, namespaces)
+        return next(self.iterdescendants(m.group(1)), None)
+
+    def findall(self, path, namespaces=None):
+        m = _DESCENDANTS_PATH.fullmatch(path) if namespaces is None and isinstance(path, str) else None
+        if m is None:
+            return super().findall(path, namespaces)
+        return list(self.iterdescendants(m.group(1)))
+
+    def xpath(self, _path, namespaces=None, extensions=None, smart_strings=True, **_variables):
+        if namespaces is None and extensions is None and smart_strings and not _variables and isinstance(_path, str):
+            return _compiled_xpath(_path)(self)  # what the call compiles each time, compiled once
+        return super().xpath(_path, namespaces=namespaces, extensions=extensions, smart_strings=smart_strings,
+                             **_variables)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_xpath(path: str) -> etree.XPath:
+    return etree.XPath(path)
+
+
+def html_parser(**options) -> etree.HTMLParser:
+    """lxml.html's parser settings with a C-level element class lookup: lxml.html's own lookup is a
+    Python method called for every element proxy (~1,000 per page, 9% of extraction). Every element is
+    a `TreeElement` (no form/input subclasses, which neither extraction nor the link pass uses)."""
+    parser = etree.HTMLParser(collect_ids=False, default_doctype=False, remove_comments=True, remove_pis=True,
+                              **options)
+    parser.set_element_class_lookup(etree.ElementDefaultClassLookup(
+        element=TreeElement, comment=lxml_html.HtmlComment, pi=lxml_html.HtmlProcessingInstruction,
+        entity=lxml_html.HtmlEntity))
+    return parser
+
 
 
 def main_content(html: str, parsed: etree._Element, url: str, *, fast: bool = False):

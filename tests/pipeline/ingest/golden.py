@@ -116,8 +116,8 @@ def pre_speedup_extractor(workdir: Path) -> Callable:
     code = source("pipeline/ingest/extract.py")
     old_import = "from pipeline.ingest.urls import normalize_url"
     assert old_import in code, "the old extractor's import of normalize_url has moved"
-    (workdir / "pre_speedup_extract.py").write_text(code.replace(old_import, "from pre_speedup_urls import normalize_url"),
-                                                    encoding="utf-8")
+    code = code.replace(old_import, "from pre_speedup_urls import normalize_url")
+    (workdir / "pre_speedup_extract.py").write_text(code, encoding="utf-8")
     sys.path.insert(0, str(workdir))
     try:
         spec = importlib.util.spec_from_file_location("pre_speedup_extract", workdir / "pre_speedup_extract.py")

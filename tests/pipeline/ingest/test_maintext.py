@@ -41,7 +41,8 @@ MADE_UP = """<html><body>
 <section id="" class="share-this">d</section><span style="display:none">e</span><p class="hidden">f</p>
 <div class="article-body" id="main">g<div class="post-content">h</div></div><article>i</article>
 <div id="related-links" class="related"><p class="caption">j</p></div><div data-lp-replacement-content="1">k</div>
-<div class="teaser">l</div><div aria-hidden="true">m</div><div class="" id="">n</div><ul id="comment-list"><li>o</li></ul>
+<div class="teaser">l</div><div aria-hidden="true">m</div><div class="" id="">n</div>
+<ul id="comment-list"><li>o</li></ul>
 <div class="infinite-scroll"><p>s</p></div><div class="link" id="bottom">t</div><header>u</header>
 <div class="content" id="content"><p>p</p></div><main>q</main><div role="navigation">r</div>
 </body></html>"""
@@ -152,10 +153,12 @@ def _date_like_strings(n: int) -> list[str]:
     out = ["2007-06-01", "2007-06-01T10:20:30Z", "01.06.2007", "1/6/07", "on 2019/1/5", "12:30:45", "--", ""]
     for _ in range(n):
         if rng.random() < 0.3:  # near-dates: year, day and month in some order, some separators, maybe a time
-            parts = [rng.choice(["2007", "1999", "07", "1887"]), rng.choice(["06", "6", "13"]), rng.choice(["01", "1", "31"])]
+            parts = [rng.choice(["2007", "1999", "07", "1887"]), rng.choice(["06", "6", "13"]),
+                     rng.choice(["01", "1", "31"])]
             rng.shuffle(parts)
             seps = [rng.choice("-./ :") for _ in range(2)]
-            date = f"{parts[0]}{seps[0]}{parts[1]}{seps[1]}{parts[2]}" + rng.choice(["", "T12:30:45", " 12:30:45Z", ":30"])
+            date = (f"{parts[0]}{seps[0]}{parts[1]}{seps[1]}{parts[2]}"
+                    + rng.choice(["", "T12:30:45", " 12:30:45Z", ":30"]))
             out.append(rng.choice(["", "x", "on ", "date: "]) + date + rng.choice(["", " ", "1", "/5"]))
         elif rng.random() < 0.7:
             out.append("".join(rng.choice(pieces) for _ in range(rng.randint(1, 8))))
@@ -182,10 +185,12 @@ def test_htmldate_searches_are_skipped_only_where_they_find_nothing():
             assert maintext._can_match(pattern, text) or not matches, (pattern.pattern, text)
             skipped += not maintext._can_match(pattern, text)
             found += matches
-        assert maintext._pattern_search(text, TIMESTAMP_PATTERN, options) == pattern_search(text, TIMESTAMP_PATTERN, options)
+        assert (maintext._pattern_search(text, TIMESTAMP_PATTERN, options)
+                == pattern_search(text, TIMESTAMP_PATTERN, options))
         assert (maintext._pattern_search(text, TIMESTAMP_LOOSE_PATTERN, options)
                 == pattern_search(text, TIMESTAMP_LOOSE_PATTERN, options))
-        assert maintext._idiosyncrasies_search("date: " + text, options) == idiosyncrasies_search("date: " + text, options)
+        assert (maintext._idiosyncrasies_search("date: " + text, options)
+                == idiosyncrasies_search("date: " + text, options))
     assert skipped > 1000 and found > 200  # both sides of the shortcut were exercised
 
 
