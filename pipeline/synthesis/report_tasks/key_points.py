@@ -17,13 +17,17 @@ _STARTS_WELL = re.compile(r"^[\"'“‘(]?[A-Z]")
 
 
 def fragment_reason(sentence: str) -> str | None:
-    """Why `sentence` is not one a person would write, or None: cut mid-sentence (it starts with a digit, a
-    bracket or a lower-case word), unbalanced parentheses, an infobox or table dump (over `MAX_SENTENCE_WORDS`
-    words, list bullets inside, several "Label:" fields, or mostly capitalised words: "Flag of Grenada Coat of arms
-    Motto: ... Capital St. George's"), a URL, no clause (no subject with its verb: a heading or a caption). Extractive text carries all of these (census rows, "Motto: ...")."""
+    """Why `sentence` is not one a person would write, or None. Extractive text carries all of these:
+    - `starts_mid_sentence`: it starts with a digit, a bracket or a lower-case word;
+    - `unbalanced_brackets`: parentheses or quotation marks left open (a quote cut by the sentence split);
+    - `table_or_list_dump`: an infobox or a table (over `MAX_SENTENCE_WORDS` words, list bullets inside, several
+      "Label:" fields, or mostly capitalised words: "Flag of Grenada Coat of arms Motto: ... Capital St. George's");
+    - `url`;
+    - `no_clause`: no subject with its verb and no finite verb (a heading, a caption)."""
     if not _STARTS_WELL.match(sentence):
         return "starts_mid_sentence"
-    if sentence.count("(") != sentence.count(")"):
+    if (sentence.count("(") != sentence.count(")") or sentence.count('"') % 2
+            or sentence.count("\u201c") != sentence.count("\u201d")):
         return "unbalanced_brackets"
     words = sentence.split()
     capitalised = sum(w[:1].isupper() for w in words)

@@ -276,6 +276,10 @@ def test_key_points_that_no_one_would_write_are_refused():
     assert [k["point"] for k in kept] == ["The Bronx is on the mainland."]
     assert rejected == {"kp_point_fragmentary": 1}
     assert fragment_reason("The Nile flows north.") is None
+    # a quotation cut by the sentence split (read in the demo's report SFT traces)
+    assert fragment_reason('"It was Jane Austen who first represented the specifically modern personality.') == \
+        "unbalanced_brackets"
+    assert fragment_reason('She wrote "Emma" and \u201cPersuasion\u201d late in life.') is None
     # no subject with its verb: a caption, a heading, an infobox row (from the demo's report tasks)
     assert [fragment_reason(s) for s in ("The Iron Cross, Second Class.", "Escalation 617.54 km/s.",
                                           "Dirac's Principles of Quantum Mechanics.")] == ["no_clause"] * 3
