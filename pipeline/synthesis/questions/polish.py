@@ -57,6 +57,7 @@ def polish_chat(question: str) -> list[dict]:
 # Words a rewrite may bring in: ways of saying "links to", never a new fact.
 REWRITE_WORDS = frozenset("""link links linked linking connect connects connected point points pointing refer refers
 referred lead leads article articles page pages entry entries one ones both""".split())
+_THAT_AFTER_VERB = re.compile(r"^\s*(?:which|what)\s+\w+\s+(?:is|was|are|were)\s+that\b", re.IGNORECASE)
 _RELATION = re.compile(r"\blinked from both\b|\bboth\b.+\blink(?:s)? to\b", re.IGNORECASE)
 
 
@@ -77,6 +78,8 @@ def rewrite_problem(rewrite: str, seed: dict, max_growth_words: int = 12) -> str
     first = {w.casefold() for w in (rewrite.split()[0], template.split()[0])}
     if len(first) > 1 and first != {"which", "what"}:
         return "changed_frame"  # "Which period is linked ..." -> "In what period is linked ..." breaks the question
+    if _THAT_AFTER_VERB.match(rewrite) and not _THAT_AFTER_VERB.match(template):
+        return "changed_frame"  # "Which city is that linked from both ..." (the demo's 135M model) is not English
     clue_texts = [c["text"] for c in seed["clues"] if c["kind"] in ("description", "fact", "kind", "named_page")]
     if not all_terms_kept(clue_texts, rewrite):
         return "dropped_clue_terms"

@@ -247,10 +247,13 @@ def test_best_of_n_keeps_the_template_when_every_sample_breaks_a_rule():
                "Which city is linked to both the article about a Genevan philosopher and that about a Scouting hostel "
                "and conference centre?",
                "In what city is linked from both the article about a Genevan philosopher and the one about a Scouting "
-               "hostel and conference centre?"]
+               "hostel and conference centre?",
+               # and in this session's demo: "is that linked"
+               "Which city is that linked from both the article about a Genevan philosopher and the one about a "
+               "Scouting hostel and conference centre?"]
     question, index, problems = polish.choose(samples, SEED)
     assert question == SEED["template_question"] and index is None and all(problems)
-    assert problems[3:] == ["unchanged", "added_words", "changed_relation", "changed_frame"]
+    assert problems[3:] == ["unchanged", "added_words", "changed_relation", "changed_frame", "changed_frame"]
 
 
 def test_best_of_n_keeps_the_first_sample_that_passes():
