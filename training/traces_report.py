@@ -36,12 +36,11 @@ SOURCES = ("gold", "reference")
 
 
 def fragmentary_sentences(text: str, kind: str) -> list[str]:
-    """The sentences of a report or summary that no one would write (`fragment_reason`: cut mid-sentence, an
-    infobox or table dump, a URL). Reorder answers have none."""
+    """The sentences of a report or summary that no one would write (see `fragment_reason`). Reorder answers have
+    none."""
     if kind == "reorder":
         return []
-    return [sentence for sentence, _ in report_sentences(graded_body(text, kind) if kind == "analyse_merge" else text)
-            if fragment_reason(sentence)]
+    return [sentence for sentence, _ in report_sentences(graded_body(text, kind)) if fragment_reason(sentence)]
 
 
 def mean_score(scores: dict[str, float | None] | None) -> float | None:

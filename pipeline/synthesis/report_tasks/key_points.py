@@ -14,6 +14,7 @@ MAX_QUOTE_WORDS = 60
 MAX_SENTENCE_WORDS = 60
 _URL = re.compile(r"https?://|www\.")
 _STARTS_WELL = re.compile(r"^[\"'“‘(]?[A-Z]")
+_SUBJECTS = frozenset({"nsubj", "nsubjpass", "csubj", "csubjpass", "expl"})
 
 
 def fragment_reason(sentence: str) -> str | None:
@@ -50,8 +51,6 @@ def has_clause(sentence: str) -> bool:
     return any((t.dep_ in _SUBJECTS and t.head.pos_ in ("VERB", "AUX"))
                or (t.pos_ in ("VERB", "AUX") and "Fin" in t.morph.get("VerbForm")) for t in doc)
 
-
-_SUBJECTS = frozenset({"nsubj", "nsubjpass", "csubj", "csubjpass", "expl"})
 
 
 def verify_key_points(items: Any, chunk_text: str, limit: int) -> tuple[list[dict], Counter]:
