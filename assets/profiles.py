@@ -36,7 +36,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             # teacher rollouts (the base model on train questions, kept when right): 16 x 2 tries ran > 10 min at load 7
             "sft_traces": {"config": {"teacher_questions": 8, "teacher_tries": 1, "navigation_tasks": 100}},
             # a demonstration opens 3-6 pages of ~350 tokens each: 2,048 tokens would drop most of them
-            "sft_model": {"config": {"max_steps": 8, "eval_questions": 8, "max_length": 4096}},
+            # the before/after check through vLLM (transformers took 44-101 s a turn on 2 cores)
+            "sft_model": {"config": {"max_steps": 8, "eval_questions": 8, "max_length": 4096,
+                                     "eval_max_turns": 4, "eval_backend": "vllm"}},
             # a quarter of the prompts are navigation tasks (graded by the navigation rewards)
             "grpo_model": {"config": {"max_steps": 2, "num_generations": 2, "max_completion_length": 384,
                                       "navigation_fraction": 0.25}},
@@ -65,7 +67,11 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                                      "lr_scheduler_type": "cosine", "batch_size": 4, "num_threads": 0,
                                      "save_steps": 200, "eval_questions": 200}},
             "grpo_model": {"config": {"max_steps": 300, "num_generations": 8, "max_completion_length": 2048}},
-            "evaluation": {"config": {"eval_questions": 0}},
+            # the second round on every train report task, then report RL with a quarter search prompts
+            "report_sft_model": {"config": {"epochs": 2.0, "max_steps": -1, "batch_size": 4, "max_length": 8192}},
+            "report_grpo_model": {"config": {"max_steps": 200, "num_generations": 8, "max_completion_length": 2048,
+                                             "max_questions": 0}},
+            "evaluation": {"config": {"eval_questions": 0, "eval_report_tasks": 0, "eval_navigation_tasks": 0}},
         }},
     },
 }

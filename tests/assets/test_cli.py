@@ -22,6 +22,16 @@ def test_the_full_profile_asks_for_more_than_the_demo():
     assert count(full) > 10 * count(demo)
 
 
+def test_every_profile_trains_both_rounds_and_evaluates_every_stage():
+    for profile in PROFILES:
+        ops = run_configs(profile)["training"]["ops"]
+        for asset in ("report_sft_model", "report_grpo_model"):
+            assert asset in ops and not ops[asset]["config"].get("skip"), (profile, asset)
+        assert ops["evaluation"]["config"].get("eval_report_tasks", 0) >= 0, profile  # -1 would leave reports out
+    full = run_configs("full")["training"]["ops"]
+    assert full["report_sft_model"]["config"]["max_steps"] == -1  # whole epochs over the train report tasks
+
+
 def test_overrides_merge_over_the_profile(tmp_path):
     path = tmp_path / "over.yaml"
     path.write_text(yaml.safe_dump({"synthesis": {"ops": {"evidence_chains": {"config": {"seed": 3}}}}}))
