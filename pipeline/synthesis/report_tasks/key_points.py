@@ -12,6 +12,8 @@ from pipeline.text.lexical import normalize, quote_in, sentence_spans, strip_quo
 MIN_QUOTE_WORDS = 4
 MAX_QUOTE_WORDS = 60
 MAX_SENTENCE_WORDS = 60
+REPEAT_WORDS = 6
+"""A key point with a run of this many words twice is refused (`repeated_text`)."""
 _URL = re.compile(r"https?://|www\.")
 _STARTS_WELL = re.compile(r"^[\"'“‘(]?[A-Z]")
 _SUBJECTS = frozenset({"nsubj", "nsubjpass", "csubj", "csubjpass", "expl"})
@@ -24,6 +26,8 @@ def fragment_reason(sentence: str) -> str | None:
     - `table_or_list_dump`: an infobox or a table (over `MAX_SENTENCE_WORDS` words, list bullets inside, several
       "Label:" fields, or mostly capitalised words: "Flag of Grenada Coat of arms Motto: ... Capital St. George's");
     - `url`;
+    - `repeated_text`: the same run of `REPEAT_WORDS` words twice (an image caption printed again around Wikipedia's
+      "Enlarge" link: "... (demolished in 1929) Enlarge The expanded East India House, ...");
     - `no_clause`: no subject with its verb and no finite verb (a heading, a caption)."""
     if not _STARTS_WELL.match(sentence):
         return "starts_mid_sentence"
@@ -37,9 +41,24 @@ def fragment_reason(sentence: str) -> str | None:
         return "table_or_list_dump"
     if _URL.search(sentence):
         return "url"
+    if repeats_words(words):
+        return "repeated_text"
     if not has_clause(sentence):
         return "no_clause"
     return None
+
+
+def repeats_words(words: list[str], n: int | None = None) -> bool:
+    """Whether some run of `n` (`REPEAT_WORDS`) words occurs twice in `words` (case and punctuation ignored)."""
+    n = n or REPEAT_WORDS
+    norm = [w.strip(".,;:!?()\"'“”").lower() for w in words]
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(norm) - n + 1):
+        run = tuple(norm[i:i + n])
+        if run in seen:
+            return True
+        seen.add(run)
+    return False
 
 
 def has_clause(sentence: str) -> bool:

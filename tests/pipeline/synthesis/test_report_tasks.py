@@ -285,6 +285,11 @@ def test_key_points_that_no_one_would_write_are_refused():
                                           "Dirac's Principles of Quantum Mechanics.")] == ["no_clause"] * 3
     assert fragment_reason("Ceramic, or ferrite, magnets are made of a sintered composite of powdered iron oxide.") \
         is None
+    # an image caption printed twice around Wikipedia's "Enlarge" link (read in this session's report SFT golds)
+    caption = ("The expanded East India House, Leadenhall Street, London, as rebuilt 1799-1800, Richard Jupp, "
+               "architect (as seen c. 1817; demolished in 1929)")
+    assert fragment_reason(f"{caption} Enlarge {caption}.") == "repeated_text"
+    assert fragment_reason("The river rises in the hills and the river falls to the sea.") is None  # 5 words, no run
     assert {fragment_reason(s) for s in ("and then it rained.", "A (b c.", "A * b * c.", "See www.x.org now.")} == \
         {"starts_mid_sentence", "unbalanced_brackets", "table_or_list_dump", "url"}
 
