@@ -160,6 +160,21 @@ def test_format_reward_rubrics():
     assert format_reward([gold_answer(MERGE)], **_batch([MERGE], None)) == [1.0]
 
 
+def test_degenerate_answers_earn_nothing():
+    """The report-SFT demo model's answers (2026-12-07 evaluation, verbatim shapes): an id list that never stops,
+    ids run together, nothing at all. Before, they earned format 0.67, distractors 1.0 and notes 1/7."""
+    run_on_list = "C3, C5, C1, C4, C2, C3, C1, C5, C3, C4, C2, C3, C5, C1, C4, C3, C3, C"
+    assert order_reward([run_on_list], **_batch([REORDER], None)) == [0.0]
+    assert format_reward([run_on_list], **_batch([REORDER], None)) == [0.0]
+    for row in (SYNTH, MERGE):
+        for text in ("C2C2C2C2C2C2C2C2C2C2C2C2", "", "C1, C4, C3, C1, C2, C4, C3, C1, C4"):
+            scores = _all(text, row)
+            assert all(not v for v in scores.values()), (row["task_kind"], text, scores)
+    # an answer that uses the fragments still earns the distractor credit without citing them all
+    assert distractor_reward(["# Nile\n\n## River\nThe Nile flows north into the Mediterranean Sea [C1]."],
+                             **_batch([SYNTH], None)) == [1.0]
+
+
 def test_rewards_return_none_for_other_kinds_and_unknown_rows():
     kw = _batch([REORDER, SYNTH], None)
     assert coverage_reward(["C1", "x"], **kw)[0] is None

@@ -2,16 +2,18 @@
 cheap, deterministic and explainable. `training/rewards_report.py` wraps them as TRL reward functions.
 
 - `order_score` (reorder): Kendall tau between the ids the answer lists and the gold order, clipped at 0
-  (a random order scores ~0, not 0.5), times the share of ids listed;
+  (a random order scores ~0, not 0.5), times the share of ids listed; a list naming more ids than there are
+  fragments scores 0 (and 0 on format);
 - `coverage_score` (synthesise, analyse_merge): share of gold key points that some sentence of the report
   (the summary, for analyse_merge) covers: content-token F1 with the point or its quote >= `COVER_F1`;
 - `citation_score`: citation precision grounded in the fragments. A sentence earns credit only when the chunks it
   cites cover its words (token recall >= `SUPPORT_RECALL`), and the credit is the share of its cited ids that
   each support it on their own (a chunk holding >= `CITE_SHARE` of the sentence's content tokens): citing every
   fragment dilutes the credit to 1/k, a fabricated or mis-cited sentence earns 0, an uncited one earns nothing;
-- `distractor_score`: 1 minus the share of distractor chunks the report uses (cites, or copies from);
+- `distractor_score`: 1 minus the share of distractor chunks the report uses (cites, or copies from); 0 for an
+  answer that uses no fragment at all (an empty or degenerate answer leaves the distractors out too);
 - `notes_score` (analyse_merge): per chunk, how well its note covers the chunk's key points (off-topic
-  chunks: the note must say so);
+  chunks: the note must say so; no note at all: 0);
 - `format_score`: the rubric of the kind's answer format and its length bounds.
 
 `score_completion(text, row)` gives all applicable scores of one answer (the build scores teacher references
@@ -124,9 +126,26 @@ def kendall_tau(order: Sequence[str], gold: Sequence[str]) -> float:
 
 def order_score(text: str, gold_order: Sequence[str]) -> float:
     listed = listed_ids(text, gold_order)
-    if len(gold_order) < 2 or len(listed) < 2:
+    if len(gold_order) < 2 or len(listed) < 2 or run_on(text, gold_order):
         return 0.0
     return max(0.0, kendall_tau(listed, gold_order)) * len(listed) / len(gold_order)
+
+
+def run_on(text: str, ids: Sequence[str]) -> bool:
+    """Whether an order answer names more fragments than there are: a list that never stops ("C5, C3, C2, C1, C6,
+    C4, C3, C6, C3, ...", the report-SFT demo model's answer to every task) is no order, whatever its first
+    mentions happen to be."""
+    valid = set(ids)
+    return sum(i in valid for i in _ID.findall(text)) > len(valid)
+
+
+def uses_sources(text: str, chunks: Sequence[dict], distractor_ids: Sequence[str]) -> bool:
+    """Whether an answer draws on a fragment that is not a distractor: cites one, or has a sentence its words cover."""
+    sources = [c for c in chunks if c["chunk_id"] not in set(distractor_ids)]
+    if set(cited_ids(text)) & {c["chunk_id"] for c in sources}:
+        return True
+    return any(token_recall(sentence, c["text"]) >= SUPPORT_RECALL for sentence, _ in report_sentences(text)
+               for c in sources)
 
 
 def graded_body(text: str, kind: str) -> str:
@@ -174,6 +193,8 @@ def sentence_citation_credit(sentence: str, ids: Sequence[str], tokens_of: dict[
 
 
 def distractor_score(text: str, chunks: Sequence[dict], distractor_ids: Sequence[str]) -> float:
+    if not uses_sources(text, chunks, distractor_ids):
+        return 0.0  # leaving the distractors out earns credit only in an answer that uses the fragments
     if not distractor_ids:
         return 1.0
     tokens_of = {c["chunk_id"]: content_tokens(c["text"]) for c in chunks}
@@ -203,6 +224,8 @@ def notes_score(text: str, chunks: Sequence[dict], key_points: Sequence[dict], d
     if not chunks:
         return 0.0
     notes = parse_notes(text)
+    if not notes:
+        return 0.0  # no note at all is not "the distractors flagged"
     total = 0.0
     for c in chunks:
         cid, note = c["chunk_id"], notes.get(c["chunk_id"])
@@ -229,6 +252,8 @@ def format_score(text: str, kind: str, chunk_ids: Sequence[str], min_words: int 
     valid = set(chunk_ids)
     mentioned = _ID.findall(text)
     if kind == "reorder":
+        if run_on(text, chunk_ids):
+            return 0.0
         counts = {i: mentioned.count(i) for i in valid}
         extra_words = len(re.findall(r"[A-Za-z]{2,}", _ID.sub(" ", text)))
         checks = [all(n == 1 for n in counts.values()), all(i in valid for i in mentioned), extra_words <= 10]
