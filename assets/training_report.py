@@ -32,11 +32,20 @@ class _ReportSFTInputs(dg.Config):
     """A teacher reference becomes a trace only when the mean of its verifier scores is at least this."""
     references: bool = True
     """Use the teacher references that pass `min_score` besides the deterministic golds."""
+    max_kind_share: float = 0.5
+    """No task kind is more than this share of the report traces (where other kinds exist): reorder golds need no
+    teacher and outnumber the rest; trained on them alone the demo's model answered every task with fragment ids."""
+    replay_fraction: float = 0.5
+    """Share of the examples that are the first round's search traces (replayed so that search is not forgotten:
+    report golds alone left the demo's model making no tool call); 0: report traces only."""
+    search_traces_dir: str = ""
+    """The search traces replayed; empty: the latest `sft_traces` materialization's."""
     run_name: str = ""
 
 
 ReportSFTModelConfig = run_config_class(
-    "ReportSFTModelConfig", SFTRunConfig, ("dataset", "output_dir", "data_dir", "base_model", "sources"),
+    "ReportSFTModelConfig", SFTRunConfig,
+    ("dataset", "output_dir", "data_dir", "base_model", "sources", "replay_dataset", "replay_fraction"),
     base=_ReportSFTInputs)
 
 
@@ -67,15 +76,19 @@ def report_sft_model(context: dg.AssetExecutionContext, config: ReportSFTModelCo
     if folder is None:
         raise dg.Failure("no report_tasks dataset: materialize report_tasks first or set report_tasks_dir")
     sources = ("gold", "reference") if config.references else ("gold",)
-    traces, counts, provenance = report_sft_data(folder, start, min_score=config.min_score, sources=sources)
+    traces, counts, provenance = report_sft_data(folder, start, min_score=config.min_score, sources=sources,
+                                                 max_kind_share=config.max_kind_share)
     if not traces:
         raise dg.Failure(f"no report task of {folder} has an answer that passes its verifiers: {counts}")
     settings = {f.name: getattr(config, f.name) for f in SFTRunConfig.setting_fields() if hasattr(config, f.name)}
     out = sft_run_dir(paths.models_dir("report_sft"), settings, provenance, config.run_name)
     export = write_report_traces(traces, out / "traces", provenance)
+    replay = search_traces(context, config)
     run = SFTRunConfig(dataset=export["path"], output_dir=str(out), base_model=str(start), data_dir=llm.data_dir or "",
-                       sources=list(sources), num_threads=config.num_threads, retrain=config.retrain, **settings)
-    context.log.info(f"report SFT from {start} on {len(traces)} traces ({counts['by_source']}) into {out}")
+                       sources=list(sources), num_threads=config.num_threads, retrain=config.retrain,
+                       replay_dataset=str(replay or ""), **settings)
+    context.log.info(f"report SFT from {start} on {len(traces)} traces ({counts['by_source']}), search traces "
+                     f"{replay or 'none'} replayed at {config.replay_fraction:.0%}, into {out}")
     metrics = run_trainer(context, "training.sft", run, out)
     return dg.Output(str(out / "model"), metadata={
         "model_dir": dg.MetadataValue.path(str(out / "model")), "run_dir": dg.MetadataValue.path(str(out)),
@@ -88,6 +101,19 @@ def report_sft_model(context: dg.AssetExecutionContext, config: ReportSFTModelCo
         "loss_curve": dg.MetadataValue.md(md_image((out / "loss_curve.png").read_bytes(), "report SFT loss")),
         "loss_inline": loss_inline(out, "report SFT loss"),
     })
+
+
+def search_traces(context: dg.AssetExecutionContext, config: ReportSFTModelConfig) -> Path | None:
+    """The search traces the report round replays (None when it replays none, or none exist: logged)."""
+    if config.replay_fraction <= 0:
+        return None
+    folder = Path(config.search_traces_dir) if config.search_traces_dir else latest_path(
+        context.instance, dg.AssetKey("sft_traces"), "path")
+    if folder is None or not folder.is_dir():
+        context.log.warning(f"no search traces to replay ({folder or 'sft_traces never materialized'}): the report "
+                            "round trains on report traces only and may forget search")
+        return None
+    return folder
 
 
 class ReportGRPOModelConfig(GRPOModelConfig):

@@ -18,6 +18,7 @@ only (`training.sft`'s assistant-only loss). Train split only: an eval task here
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,9 +49,10 @@ def mean_score(scores: dict[str, float | None] | None) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def report_traces(rows: Sequence[dict[str, Any]], *, min_score: float = 0.8, sources: Sequence[str] = SOURCES
-                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(traces, counts) from train-split report task rows (see the module docstring)."""
+def report_traces(rows: Sequence[dict[str, Any]], *, min_score: float = 0.8, sources: Sequence[str] = SOURCES,
+                  max_kind_share: float = 1.0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(traces, counts) from train-split report task rows (see the module docstring); `max_kind_share`: see
+    `balance_kinds`."""
     bad = [r["task_id"] for r in rows if r.get("split") != "train"]
     if bad:
         raise ValueError(f"{len(bad)} report task(s) not of the train split would enter SFT: {bad[:5]}")
@@ -85,10 +87,31 @@ def report_traces(rows: Sequence[dict[str, Any]], *, min_score: float = 0.8, sou
             traces.append({"id": f"{row['task_id']}-{source}", "task_id": row["task_id"], "task_kind": row["task_kind"],
                            "source": source, "split": "train", "score": score,
                            "messages": prompt + [{"role": "assistant", "content": text}]})
+    traces, rejected["kind_over_share"] = balance_kinds(traces, max_kind_share)
     by_source = {s: sum(t["source"] == s for t in traces) for s in sources}
     by_kind = {k: sum(t["task_kind"] == k for t in traces) for k in sorted({t["task_kind"] for t in traces})}
     return traces, {"tasks": len(rows), "traces": len(traces), "by_source": by_source, "by_kind": by_kind,
-                    "rejected": rejected, "min_score": min_score}
+                    "rejected": rejected, "min_score": min_score, "max_kind_share": max_kind_share}
+
+
+def balance_kinds(traces: list[dict[str, Any]], max_share: float) -> tuple[list[dict[str, Any]], int]:
+    """(traces, how many were left out) so that no task kind is more than `max_share` of them, where other kinds
+    exist: the kind over its share keeps the traces first in a hash order of their ids (stable across runs).
+    Reorder golds need no teacher, so they outnumber the others (the demo: 70 of 82), and SFT on them alone taught
+    the demo's model to answer every report task with a list of fragment ids."""
+    if max_share >= 1 or not traces:
+        return traces, 0
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for t in traces:
+        kinds.setdefault(t["task_kind"], []).append(t)
+    keep: set[str] = set()
+    for kind, group in kinds.items():
+        others = len(traces) - len(group)
+        cap = len(group) if not others else max(1, int(max_share / (1 - max_share) * others))
+        ranked = sorted(group, key=lambda t: hashlib.sha1(t["id"].encode()).hexdigest())
+        keep |= {t["id"] for t in ranked[:cap]}
+    kept = [t for t in traces if t["id"] in keep]
+    return kept, len(traces) - len(kept)
 
 
 def write_report_traces(traces: Sequence[dict[str, Any]], out_dir: str | Path, provenance: dict[str, Any]
@@ -109,16 +132,19 @@ def write_report_traces(traces: Sequence[dict[str, Any]], out_dir: str | Path, p
 
 
 def report_sft_data(report_tasks: str | Path, start_model: str | Path, *, min_score: float = 0.8,
-                    sources: Sequence[str] = SOURCES) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+                    sources: Sequence[str] = SOURCES, max_kind_share: float = 1.0
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """(traces, counts, provenance) of the report SFT round: the train split of a `report_tasks` folder made into
     traces, and where they came from, with the snapshot and env of the run that trained `start_model` (a run
     folder's model, e.g. the search-GRPO run: what the agent was trained in)."""
     from pipeline.datasets.io import read_split
     from training.run import read_run_config
 
-    traces, counts = report_traces(read_split(report_tasks, "train"), min_score=min_score, sources=sources)
+    traces, counts = report_traces(read_split(report_tasks, "train"), min_score=min_score, sources=sources,
+                                   max_kind_share=max_kind_share)
     start_run = read_run_config(Path(start_model).parent)
-    provenance = {"report_tasks": str(report_tasks), "min_score": min_score, "counts": counts,
+    provenance = {"report_tasks": str(report_tasks), "min_score": min_score, "max_kind_share": max_kind_share,
+                  "counts": counts,
                   "start_model": str(start_model), "snapshot_id": Path(start_run.get("snapshot", "")).name,
                   "env": start_run.get("env", {})}
     return traces, counts, provenance

@@ -14,7 +14,8 @@ def test_golds_and_passing_references_become_traces_and_the_rest_is_counted():
     assert sorted(t["id"] for t in traces) == ["reorder-1-gold", "synth-1-gold", "synth-1-reference",
                                                "synth-weak-gold"]
     assert counts["rejected"] == {"gold_below_min_score": 0, "gold_fragmentary": 0, "reference_missing": 0,
-                                  "reference_below_min_score": 1, "reference_fragmentary": 0, "reference_is_gold": 1}
+                                  "reference_below_min_score": 1, "reference_fragmentary": 0, "reference_is_gold": 1,
+                                  "kind_over_share": 0}
     gold = next(t for t in traces if t["id"] == "reorder-1-gold")
     assert gold["messages"][:2] == reorder["prompt"] and gold["messages"][-1] == {"role": "assistant",
                                                                                     "content": "C2, C3, C1"}
@@ -51,3 +52,19 @@ def test_a_gold_with_a_sentence_no_one_would_write_is_refused():
     broken = {**synth, "task_id": "broken", "reference": synth["reference"] + " (the dam was built by [C2]."}
     traces, counts = report_traces([broken])
     assert counts["rejected"]["reference_fragmentary"] == 1 and [t["source"] for t in traces] == ["gold"]
+
+
+def test_no_kind_is_more_than_its_share_of_the_traces():
+    """Reorder golds need no teacher and outnumber the rest (the demo: 70 of 82); trained on them alone the model
+    answered every report task with fragment ids. With a 0.5 share: as many reorder traces as all the others."""
+    synth, reorder, _ = report_task_rows()
+    reorders = [{**reorder, "task_id": f"reorder-{i}"} for i in range(10)]
+    rows = [synth] + reorders
+    traces, counts = report_traces(rows, sources=("gold",), max_kind_share=0.5)
+    assert counts["by_kind"] == {"reorder": 1, "synthesise": 1} and counts["rejected"]["kind_over_share"] == 9
+    again, _ = report_traces(list(reversed(rows)), sources=("gold",), max_kind_share=0.5)
+    assert {t["id"] for t in again} == {t["id"] for t in traces}  # the same ones, whatever the rows' order
+    everything, counts = report_traces(rows, sources=("gold",))
+    assert len(everything) == 11 and counts["rejected"]["kind_over_share"] == 0
+    only_reorder, counts = report_traces(reorders, sources=("gold",), max_kind_share=0.5)
+    assert len(only_reorder) == 10  # nothing to balance against: all kept
