@@ -42,8 +42,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             # a quarter of the prompts are navigation tasks (graded by the navigation rewards)
             "grpo_model": {"config": {"max_steps": 2, "num_generations": 2, "max_completion_length": 384,
                                       "navigation_fraction": 0.25}},
-            # the second round: report SFT on the golds, then report GRPO (3 report prompts per search prompt)
-            "report_sft_model": {"config": {"max_steps": 4, "max_length": 4096}},
+            # the second round: report SFT on the golds (no kind over half of them; as many search traces replayed),
+            # then report GRPO (3 report prompts per search prompt)
+            "report_sft_model": {"config": {"max_steps": 16, "max_length": 4096}},
             "report_grpo_model": {"config": {"max_steps": 2, "num_generations": 2, "max_completion_length": 256,
                                              "max_questions": 2}},
             # five stages, each on >= 100 eval questions, every eval report task (>= 30) and 20 navigation tasks,

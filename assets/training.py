@@ -163,7 +163,8 @@ class _SFTModelInputs(dg.Config):
     eval_backend: str = "transformers"
 
 
-SFTModelConfig = run_config_class("SFTModelConfig", SFTRunConfig, ("dataset", "output_dir", "data_dir"),
+SFTModelConfig = run_config_class("SFTModelConfig", SFTRunConfig, ("dataset", "output_dir", "data_dir", "replay_dataset",
+                                                                  "replay_fraction", "replay_sources"),
                                   base=_SFTModelInputs)
 
 

@@ -118,10 +118,7 @@ def trained_on(sft_runs: Sequence[Mapping[str, Any]], grpo_model_dirs: Sequence[
     ids: list[str] = []
     texts: list[str] = []
     sources: dict[str, Any] = {"sft_traces": [], "grpo_train_ids": []}
-    for run in sft_runs:
-        if not run.get("dataset"):
-            continue
-        traces_dir = Path(run["dataset"])
+    for traces_dir in [Path(run[key]) for run in sft_runs for key in ("dataset", "replay_dataset") if run.get(key)]:
         names = set(read_split_columns(traces_dir))
         traces = read_split(traces_dir, "train", [c for c in ("question_id", "question", "task_id") if c in names])
         ids += [str(r.get("question_id") or r.get("task_id")) for r in traces]

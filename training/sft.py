@@ -29,7 +29,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +43,7 @@ DONE_FILE = "websim_sft.json"  # written last in model/: a folder without it is 
 class SFTRunConfig(RunConfig):
     """One SFT run. Its defaults are the only ones: the `sft_model` asset's config is made from these fields."""
 
-    PLUMBING = ("dataset", "output_dir", "data_dir", "num_threads", "retrain")
+    PLUMBING = ("dataset", "output_dir", "data_dir", "num_threads", "retrain", "replay_dataset")
     KIND = "SFT"
 
     dataset: str
@@ -66,6 +66,12 @@ class SFTRunConfig(RunConfig):
     max_examples: int = 0
     """Keep at most this many traces (shortest first); 0: all."""
     sources: list[str] = field(default_factory=lambda: ["teacher", "demonstration"])
+    replay_dataset: str = ""
+    """Another traces folder whose traces are mixed in (the report round replays the search traces)."""
+    replay_fraction: float = 0.0
+    """Share of the examples drawn from `replay_dataset` (0: none; 0.5: as many as `dataset`'s, if it has them)."""
+    replay_sources: list[str] = field(default_factory=lambda: ["teacher", "demonstration"])
+    """The `source`s of `replay_dataset` that may be replayed."""
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -125,6 +131,26 @@ def prepare_dataset(ds, tokenizer, config: SFTRunConfig) -> tuple[Any, dict[str,
     return ds.select_columns(keep), counts
 
 
+def with_replay(ds, replay, tokenizer, config: SFTRunConfig) -> tuple[Any, dict[str, int]]:
+    """`ds` with a seeded sample of `replay`'s traces (its `replay_sources`, those that fit `max_length`) making up
+    `replay_fraction` of the examples, shuffled together. A round that trains on one kind of chat only forgets the
+    others: the report round's SFT on report golds alone left the search model making no tool call at all (demo,
+    2026-12-07: 2.65 calls per question after search SFT, 0.0 after report SFT)."""
+    import datasets
+
+    if not 0 <= config.replay_fraction < 1:
+        raise ValueError(f"replay_fraction must be in [0, 1), got {config.replay_fraction}")
+    want = round(len(ds) * config.replay_fraction / (1 - config.replay_fraction))
+    replay, _ = prepare_dataset(replay, tokenizer, replace(config, sources=list(config.replay_sources),
+                                                                max_examples=0))
+    picked = replay.shuffle(seed=config.seed).select(range(min(want, len(replay))))
+    features = picked.features if "tools" in picked.column_names else None
+    rows = [{"messages": r["messages"], "tools": r.get("tools")} for r in ds] + \
+           [{"messages": r["messages"], "tools": r.get("tools")} for r in picked]
+    mixed = datasets.Dataset.from_list(rows, features=features).shuffle(seed=config.seed)
+    return mixed, {"wanted": want, "replayed": len(picked), "available": len(replay)}
+
+
 def loss_token_share(train_dataset) -> float:
     """Share of the tokens that carry loss in the trainer's tokenized dataset (`labels` != -100)."""
     total = masked = 0
@@ -160,6 +186,8 @@ def build_trainer(config: SFTRunConfig, log: Callable[[str], None] | None = None
                          config.data_dir or None)
     tokenizer = AutoTokenizer.from_pretrained(base)
     ds, counts = prepare_dataset(load_traces(config.dataset), tokenizer, config)
+    if config.replay_dataset and config.replay_fraction > 0 and len(ds):
+        ds, counts["replay"] = with_replay(ds, load_traces(config.replay_dataset), tokenizer, config)
     if len(ds) == 0:
         raise ValueError(f"no SFT examples left in {config.dataset}: {counts}")
     log(f"SFT data: {counts}")

@@ -149,3 +149,38 @@ def test_trl_grpo_takes_the_env_as_environment_factory(tiny_model, small_snapsho
                           args=args, train_dataset=data, environment_factory=SearchEnv.factory(small_snapshot.path))
     assert sorted(t.__name__ for t in trainer.tools) == sorted(TOOL_NAMES)
     assert isinstance(trainer._environment_pool[None][0], SearchEnv)
+
+
+def test_a_round_replays_another_rounds_traces_unchanged(traces_dir, tiny_model, tmp_path):
+    """The report round mixes the search traces back in (`replay_fraction`): both kinds in the trainer's data, each
+    rendered by the chat template exactly as alone (the search calls' arguments with no keys of other calls)."""
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    from training.sft import build_trainer
+    from training.traces_report import write_report_traces
+
+    reports = [{"id": f"r{i}-gold", "task_id": f"r{i}", "task_kind": "reorder", "source": "gold", "split": "train",
+                "score": 1.0, "messages": [{"role": "user", "content": f"Put C1..C3 in order ({i})."},
+                                           {"role": "assistant", "content": "C2, C1, C3"}]} for i in range(4)]
+    report_dir = tmp_path / "report_traces"
+    write_report_traces(reports, report_dir, {"min_score": 0.8})
+    config = run_config(report_dir, tiny_model, tmp_path / "run", max_examples=0, sources=["gold"],
+                        replay_dataset=str(traces_dir), replay_fraction=0.5, replay_sources=["demonstration"])
+    trainer, counts, _ = build_trainer(config)
+    assert counts["examples"] == 4 and counts["replay"] == {"wanted": 4, "replayed": 4, "available": 4}
+    assert len(trainer.train_dataset) == 8
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    searches = load_from_disk(str(traces_dir / "hf"))["train"]
+    alone = {tok.apply_chat_template(r["messages"], tools=r["tools"], tokenize=False) for r in searches}
+    alone |= {tok.apply_chat_template(r["messages"], tokenize=False) for r in reports}
+    mixed = [tok.decode(row["input_ids"]) for row in trainer.train_dataset]
+    assert sum("<tool_call>" in m for m in mixed) == 4 and all(m in alone or m.rstrip() in {a.rstrip() for a in alone}
+                                                               for m in mixed)
+    assert not any("null" in m for m in mixed)
+    none, counts, _ = build_trainer(run_config(report_dir, tiny_model, tmp_path / "run0", max_examples=0,
+                                               sources=["gold"], replay_dataset=str(traces_dir), replay_fraction=0))
+    assert len(none.train_dataset) == 4 and "replay" not in counts
+    with pytest.raises(ValueError, match="replay_fraction"):
+        build_trainer(run_config(report_dir, tiny_model, tmp_path / "run1", sources=["gold"],
+                                 replay_dataset=str(traces_dir), replay_fraction=1.0))
