@@ -9,7 +9,10 @@ otherwise (every variable below is only a default, an existing value wins):
 - `VLLM_ENABLE_V1_MULTIPROCESSING=0`: the engine core runs in this process. With 2 cores the default
   engine-core + worker processes busy-poll each other's CPUs: measured 230 vs 1,100 tokens/s (batch 32, 64
   tokens), and no `if __name__ == "__main__"` guard is needed in callers (vLLM spawns otherwise).
-- `VLLM_CPU_KVCACHE_SPACE=2` (GiB), `VLLM_CPU_OMP_THREADS_BIND=<every core this process may use>` ("0,1" here),
+- `VLLM_CPU_KVCACHE_SPACE` (GiB): `kv_cache_gib()`, half the memory available, between 2 and 8. Every agent turn
+  re-sends the whole conversation and vLLM's prefix cache keeps earlier turns only while they fit: 100 questions x
+  4 turns took 870 s with 2 GiB and 531 s with 8 (same trajectories; `benchmarks/bench_agent_loop.py`, float32);
+  `VLLM_CPU_OMP_THREADS_BIND=<every core this process may use>` ("0,1" here),
   `VLLM_CPU_NUM_OF_RESERVED_CPU=0`; on cores that other work keeps busy, binding fewer ("0") is faster;
 - engine args `enforce_eager=True` (compiled mode gave wrong text on CPU), `dtype` bfloat16 where the CPU computes
   it natively, else float32 (`pipeline.llm.cpu`: on AVX2-only CPUs vLLM falls back to torch's slow bf16 matmul),
@@ -82,11 +85,25 @@ def environment_defaults(data_dir: str | Path) -> dict[str, str]:
         cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
         defaults.update(
             VLLM_ENABLE_V1_MULTIPROCESSING="0",
-            VLLM_CPU_KVCACHE_SPACE="2",
+            VLLM_CPU_KVCACHE_SPACE=str(kv_cache_gib()),
             VLLM_CPU_OMP_THREADS_BIND=",".join(map(str, cores)),
             VLLM_CPU_NUM_OF_RESERVED_CPU="0",
         )
     return {k: v for k, v in defaults.items() if k not in os.environ}
+
+
+def kv_cache_gib(low: int = 2, high: int = 8) -> int:
+    """The CPU engine's KV cache size in GiB: half the memory available now, between `low` and `high`."""
+    available = 0
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    return max(low, min(high, available // 2 // 2**30)) if available else low
 
 
 def configure_environment(data_dir: str | Path) -> dict[str, str]:

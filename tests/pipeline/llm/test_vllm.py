@@ -30,6 +30,7 @@ def backend(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         # One OpenMP thread: on a shared CI machine, threads bound to busy cores spin-wait (2-4x slower).
         env.setenv("VLLM_CPU_OMP_THREADS_BIND", "0")
+        env.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # short prompts; the default (up to 8 GiB) is for agent loops
         b = VLLMBackend(str(ensure_embedded_model(data_dir)), data_dir=data_dir, engine_args={"max_model_len": 1024})
         b.start()
     yield b
@@ -95,3 +96,20 @@ def test_a_prompt_too_long_fails_alone(backend):
     assert out[0].finish_reason == "error" and "maximum context length" in out[0].error
     assert out[1].ok and out[1].text
     assert backend.usage.rejections["backend_error"] >= 1
+
+
+def test_the_kv_cache_is_half_the_available_memory_within_bounds(monkeypatch, tmp_path):
+    import builtins
+    import io
+
+    from pipeline.llm.vllm_backend import kv_cache_gib
+
+    real_open = builtins.open
+
+    def meminfo(gib):
+        return lambda path, *a, **k: (io.StringIO(f"MemTotal: 1 kB\nMemAvailable: {gib * 2**20} kB\n")
+                                      if path == "/proc/meminfo" else real_open(path, *a, **k))
+
+    for available, expected in ((24, 8), (10, 5), (3, 2)):
+        monkeypatch.setattr(builtins, "open", meminfo(available))
+        assert kv_cache_gib() == expected, available
