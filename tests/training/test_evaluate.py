@@ -168,3 +168,18 @@ def test_cli_on_a_user_question_set_with_a_real_model(small_snapshot, tiny_model
     assert len(results["per_question"]["tiny"]) == 2 and results["models"]["tiny"]["model"] == str(tiny_model)
     assert 0.0 <= results["models"]["tiny"]["format_validity"] <= 1.0
     assert out.with_suffix(".png").is_file()
+
+
+def test_what_a_run_replayed_counts_as_trained_on(tmp_path):
+    from training.evaluate import trained_on
+    from training.traces_report import write_report_traces
+
+    def traces(task_id, folder):
+        row = {"id": f"{task_id}-gold", "task_id": task_id, "task_kind": "reorder", "source": "gold",
+               "split": "train", "score": 1.0, "messages": [{"role": "user", "content": "x"}]}
+        write_report_traces([row], tmp_path / folder, {})
+        return str(tmp_path / folder)
+
+    run = {"dataset": traces("own", "own"), "replay_dataset": traces("replayed", "replayed")}
+    ids, _, sources = trained_on([run], [], tmp_path / "no_questions")
+    assert sorted(ids) == ["own", "replayed"] and len(sources["sft_traces"]) == 2
