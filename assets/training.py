@@ -191,8 +191,8 @@ def sft_run(config, traces: Path, data_dir: str, runs: Path) -> SFTRunConfig:
     from training.sft import sft_run_dir
 
     provenance = json.loads((traces / "provenance.json").read_text())
-    names = [f.name for f in SFTRunConfig.setting_fields()]
-    settings = {n: getattr(config, n) for n in names}
+    # the first round has no replay settings: its runs keep their folders (and a finished one is reused)
+    settings = {f.name: getattr(config, f.name) for f in SFTRunConfig.setting_fields() if hasattr(config, f.name)}
     out = sft_run_dir(runs, settings, provenance, config.run_name)
     return SFTRunConfig(dataset=str(traces), output_dir=str(out), data_dir=data_dir, retrain=config.retrain,
                         num_threads=config.num_threads, **settings)
