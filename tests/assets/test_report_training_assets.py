@@ -74,7 +74,7 @@ def test_report_sft_then_report_grpo_from_a_grpo_model(resources, report_dir, qu
     (grpo_run / "train_ids.json").write_text(json.dumps({"questions": [], "report_tasks": []}))
     instance = dg.DagsterInstance.ephemeral()
     sft_config = {"start_model_dir": str(grpo_run / "model"), "report_tasks_dir": str(report_dir), "max_steps": 1,
-                  "num_threads": 2, "max_length": 1024}
+                  "num_threads": 2, "max_length": 1024, "max_kind_share": 1.0}  # both synthesise traces kept
     result = dg.materialize([report_sft_model], resources=resources, instance=instance,
                             run_config={"ops": {"report_sft_model": {"config": sft_config}}})
     md = result.asset_materializations_for_node("report_sft_model")[0].metadata
