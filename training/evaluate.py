@@ -389,11 +389,11 @@ def plot_results(results: Mapping[str, Any], path: str | Path) -> Path:
         values, lows, highs = [], [], []
         for n in names:
             value, ci, _ = stage_metric(models[n], key, part)
-            v = value or 0.0
-            lo, hi = ci if ci else (v, v)
+            v = float("nan") if value is None else value  # not measured (no task reached): a gap, not a 0
+            lo, hi = ci if ci and value is not None else (v, v)
             values.append(v)
-            lows.append(max(0.0, v - lo))
-            highs.append(max(0.0, hi - v))
+            lows.append(0.0 if value is None else max(0.0, v - lo))
+            highs.append(0.0 if value is None else max(0.0, hi - v))
         x = list(range(len(names)))
         ax.errorbar(x, values, yerr=[lows, highs], fmt="o-", capsize=3, markersize=4)
         ax.set_xticks(x, names, rotation=30, fontsize=8)

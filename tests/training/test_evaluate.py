@@ -183,3 +183,28 @@ def test_what_a_run_replayed_counts_as_trained_on(tmp_path):
     run = {"dataset": traces("own", "own"), "replay_dataset": traces("replayed", "replayed")}
     ids, _, sources = trained_on([run], [], tmp_path / "no_questions")
     assert sorted(ids) == ["own", "replayed"] and len(sources["sft_traces"]) == 2
+
+
+def test_a_metric_a_stage_did_not_measure_is_a_gap_in_the_plot(monkeypatch, tmp_path):
+    """Navigation efficiency is over the tasks reached: a stage that reached none has no value, drawn as a gap
+    (NaN), not as 0 (the demo's plot showed base/sft/grpo at efficiency 0)."""
+    import math
+
+    import matplotlib.axes
+
+    drawn = []
+    real = matplotlib.axes.Axes.errorbar
+
+    def spy(self, x, y, *a, **k):
+        drawn.append(list(y))
+        return real(self, x, y, *a, **k)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", spy)
+    nav = lambda reached: {"tasks": 20, "success_rate": reached / 20, "success_ci95": [0.0, 0.2],  # noqa: E731
+                           "reached": reached, "efficiency_vs_shortest": 1.0 if reached else None,
+                           "efficiency_ci95": [1.0, 1.0] if reached else None}
+    models = {name: {"accuracy": 0.0, "questions": 100, "ci95": {"accuracy": [0.0, 0.04]}, "navigation": nav(r)}
+              for name, r in (("sft", 0), ("report_sft", 1))}
+    plot_results({"models": models, "questions": 100}, tmp_path / "p.png")
+    sft, report_sft = drawn[-1]  # the last panel: navigation efficiency vs shortest
+    assert math.isnan(sft) and report_sft == 1.0
