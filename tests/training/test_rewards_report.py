@@ -166,6 +166,10 @@ def test_degenerate_answers_earn_nothing():
     run_on_list = "C3, C5, C1, C4, C2, C3, C1, C5, C3, C4, C2, C3, C5, C1, C4, C3, C3, C"
     assert order_reward([run_on_list], **_batch([REORDER], None)) == [0.0]
     assert format_reward([run_on_list], **_batch([REORDER], None)) == [0.0]
+    # the base model's echo of the prompt: the ids in the shown order among many words (gold order inside it here)
+    echo = "The 5 fragments below were cut from one document and shuffled. " + " ".join(
+        f"[{i}] Some text of the fragment about the river and its long history." for i in REORDER["gold_order"])
+    assert order_reward([echo], **_batch([REORDER], None)) == [0.0]
     for row in (SYNTH, MERGE):
         for text in ("C2C2C2C2C2C2C2C2C2C2C2C2", "", "C1, C4, C3, C1, C2, C4, C3, C1, C4"):
             scores = _all(text, row)

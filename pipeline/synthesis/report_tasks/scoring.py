@@ -3,7 +3,8 @@ cheap, deterministic and explainable. `training/rewards_report.py` wraps them as
 
 - `order_score` (reorder): Kendall tau between the ids the answer lists and the gold order, clipped at 0
   (a random order scores ~0, not 0.5), times the share of ids listed; a list naming more ids than there are
-  fragments scores 0 (and 0 on format);
+  fragments scores 0 (and 0 on format), and so does an answer of more than `MAX_ORDER_WORDS` other words (an
+  echo of the prompt lists the ids in the shown order);
 - `coverage_score` (synthesise, analyse_merge): share of gold key points that some sentence of the report
   (the summary, for analyse_merge) covers: content-token F1 with the point or its quote >= `COVER_F1`;
 - `citation_score`: citation precision grounded in the fragments. A sentence earns credit only when the chunks it
@@ -32,6 +33,8 @@ SUPPORT_RECALL = 0.5
 CITE_SHARE = 0.25
 """A cited chunk supports a sentence on its own when it holds this share of the sentence's content tokens."""
 COPY_RECALL = 0.6
+MAX_ORDER_WORDS = 10
+"""An order answer with more words than this besides the ids is prose, not an order: order 0, a format check fails."""
 MIN_SENTENCE_TOKENS = 3
 OFF_TOPIC_WORDS = ("off-topic", "off topic", "irrelevant", "unrelated", "not relevant")
 
@@ -126,9 +129,15 @@ def kendall_tau(order: Sequence[str], gold: Sequence[str]) -> float:
 
 def order_score(text: str, gold_order: Sequence[str]) -> float:
     listed = listed_ids(text, gold_order)
-    if len(gold_order) < 2 or len(listed) < 2 or run_on(text, gold_order):
+    if len(gold_order) < 2 or len(listed) < 2 or run_on(text, gold_order) or extra_words(text) > MAX_ORDER_WORDS:
         return 0.0
     return max(0.0, kendall_tau(listed, gold_order)) * len(listed) / len(gold_order)
+
+
+def extra_words(text: str) -> int:
+    """Words of an order answer besides the ids: a few ("The order is ...") are fine; the base model's echo of the
+    prompt lists the ids in the shown order inside hundreds of words, and a random order earns ~0.1 of clipped tau."""
+    return len(re.findall(r"[A-Za-z]{2,}", _ID.sub(" ", text)))
 
 
 def run_on(text: str, ids: Sequence[str]) -> bool:
@@ -255,8 +264,8 @@ def format_score(text: str, kind: str, chunk_ids: Sequence[str], min_words: int 
         if run_on(text, chunk_ids):
             return 0.0
         counts = {i: mentioned.count(i) for i in valid}
-        extra_words = len(re.findall(r"[A-Za-z]{2,}", _ID.sub(" ", text)))
-        checks = [all(n == 1 for n in counts.values()), all(i in valid for i in mentioned), extra_words <= 10]
+        checks = [all(n == 1 for n in counts.values()), all(i in valid for i in mentioned),
+                  extra_words(text) <= MAX_ORDER_WORDS]
         return sum(checks) / len(checks)
     lines = text.splitlines()
     headings = [m.group(0).strip() for m in map(_HEADING.match, lines) if m]
