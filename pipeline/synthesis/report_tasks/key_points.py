@@ -41,7 +41,7 @@ def fragment_reason(sentence: str) -> str | None:
         return "table_or_list_dump"
     if _URL.search(sentence):
         return "url"
-    if repeats_words(words):
+    if repeats_words(tokens(sentence)):
         return "repeated_text"
     if not has_clause(sentence):
         return "no_clause"
@@ -49,12 +49,11 @@ def fragment_reason(sentence: str) -> str | None:
 
 
 def repeats_words(words: list[str], n: int | None = None) -> bool:
-    """Whether some run of `n` (`REPEAT_WORDS`) words occurs twice in `words` (case and punctuation ignored)."""
+    """Whether some run of `n` (`REPEAT_WORDS`) words occurs twice in `words` (`pipeline.text.lexical.tokens`)."""
     n = n or REPEAT_WORDS
-    norm = [w.strip(".,;:!?()\"'“”").lower() for w in words]
     seen: set[tuple[str, ...]] = set()
-    for i in range(len(norm) - n + 1):
-        run = tuple(norm[i:i + n])
+    for i in range(len(words) - n + 1):
+        run = tuple(words[i:i + n])
         if run in seen:
             return True
         seen.add(run)

@@ -148,13 +148,14 @@ def run_on(text: str, ids: Sequence[str]) -> bool:
     return sum(i in valid for i in _ID.findall(text)) > len(valid)
 
 
-def uses_sources(text: str, chunks: Sequence[dict], distractor_ids: Sequence[str]) -> bool:
-    """Whether an answer draws on a fragment that is not a distractor: cites one, or has a sentence its words cover."""
-    sources = [c for c in chunks if c["chunk_id"] not in set(distractor_ids)]
-    if set(cited_ids(text)) & {c["chunk_id"] for c in sources}:
+def uses_sources(text: str, tokens_of: dict[str, list[str]], distractor_ids: Sequence[str]) -> bool:
+    """Whether an answer draws on a fragment that is not a distractor (chunk id -> its content tokens): cites one,
+    or has a sentence its words cover."""
+    sources = [cid for cid in tokens_of if cid not in set(distractor_ids)]
+    if set(cited_ids(text)) & set(sources):
         return True
-    return any(token_recall(sentence, c["text"]) >= SUPPORT_RECALL for sentence, _ in report_sentences(text)
-               for c in sources)
+    return any(token_recall(sentence, tokens_of[cid]) >= SUPPORT_RECALL for sentence, _ in report_sentences(text)
+               for cid in sources)
 
 
 def graded_body(text: str, kind: str) -> str:
@@ -202,11 +203,11 @@ def sentence_citation_credit(sentence: str, ids: Sequence[str], tokens_of: dict[
 
 
 def distractor_score(text: str, chunks: Sequence[dict], distractor_ids: Sequence[str]) -> float:
-    if not uses_sources(text, chunks, distractor_ids):
+    tokens_of = {c["chunk_id"]: content_tokens(c["text"]) for c in chunks}
+    if not uses_sources(text, tokens_of, distractor_ids):
         return 0.0  # leaving the distractors out earns credit only in an answer that uses the fragments
     if not distractor_ids:
         return 1.0
-    tokens_of = {c["chunk_id"]: content_tokens(c["text"]) for c in chunks}
     sources = [tokens_of[c["chunk_id"]] for c in chunks if c["chunk_id"] not in set(distractor_ids)]
     used = set(cited_ids(text)) & set(distractor_ids)
     for sentence, _ in report_sentences(text):
