@@ -518,14 +518,22 @@ def simulator_vs_index(snapshot, bm25s_snapshot, queries: dict, max_s: float) ->
     sets = {"titles": [q for q, _ in queries["titles"][:2000]], "sentences": [q for q, _ in queries["sentences"]],
             "hotpot": queries["hotpot"]}
     out = {}
-    print(f"  Simulator.search with snippets vs its raw {sim.index.kind} index (k=10, one query at a time, "
-          f"load {os.getloadavg()[0]:.1f}):")
+    print(f"  Simulator.search with snippets vs its raw {sim.index.kind} index (k=10, one query at a time, warm, "
+          f"best of 3 alternating, load {os.getloadavg()[0]:.1f}):")
     for name, qs in sets.items():
-        sim.search(qs[0], 10)
-        _query_terms.cache_clear()  # each loop parses its queries afresh
-        raw = timed(lambda q: sim.index.search(q, 10), qs, max_s)
-        _query_terms.cache_clear()
-        full = timed(lambda q: sim.search(q, 10), qs, max_s)
+        # Steady state, as a server serving a trainer is: one untimed pass touches the index and the pages these
+        # queries reach (the memory-mapped files' first touches are page faults, paid once per process), then
+        # raw and Simulator alternate, best of 3 each, so a neighbour's burst does not land on one side only.
+        for q in qs:
+            sim.search(q, 10)
+        raw = full = None
+        for _ in range(3):
+            _query_terms.cache_clear()  # each loop parses its queries afresh
+            r = timed(lambda q: sim.index.search(q, 10), qs, max_s)
+            _query_terms.cache_clear()
+            f = timed(lambda q: sim.search(q, 10), qs, max_s)
+            raw = r if raw is None or r["cpu_qps"] > raw["cpu_qps"] else raw
+            full = f if full is None or f["cpu_qps"] > full["cpu_qps"] else full
         ratio, cpu_ratio = full["qps"] / raw["qps"], full["cpu_qps"] / raw["cpu_qps"]
         print(f"    {name:<10} raw {raw['qps']:>7.0f}/s (per CPU-s {raw['cpu_qps']:>6.0f})   Simulator.search "
               f"{full['qps']:>7.0f}/s (per CPU-s {full['cpu_qps']:>6.0f})   ratio x{ratio:.2f} (CPU x{cpu_ratio:.2f}; "

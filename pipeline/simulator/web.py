@@ -71,6 +71,24 @@ from pipeline.simulator.snippets import SnippetMap
 _SEARCH_COLUMNS = ("url", "title", "text")
 
 
+def round_score(x: float) -> float:
+    """`round(x, 4)`, exactly, in a third of its time (a search rounds every result's score).
+
+    `round(x, 4)` is the double nearest the decimal x rounded half-even to 4 places. Here x * 10000 is rounded
+    half-even to an integer k and k / 10000 (one correctly rounded division) is that same double, whenever the
+    product's rounding error cannot have moved it across a half: always for the scores of a float32 engine (a
+    24-bit mantissa times 10000 = 2**4 * 625 is exact in a double), else unless it lands within a tiny margin of
+    a half, where `round` itself answers (below 2**22 the product is off by under 1e-9; negative scores too, for
+    the sign of a zero).
+    """
+    y = x * 10000.0
+    if 0.0 < y < 4194304.0:
+        k = round(y)
+        if abs(abs(y - k) - 0.5) > 1e-9:
+            return k / 10000.0
+    return round(x, 4)
+
+
 # ---- failure and latency knobs ----------------------------------------------------------------
 
 class _Chaos:
@@ -346,7 +364,7 @@ class Simulator:
         # under this cache key.
         urls, titles, snippets = self._result_fields(rows, query_terms(query, STOPWORDS), snippet_chars)
         return SearchResponse(200, query, list(map(SearchResult, ranks, urls, titles, snippets,
-                                                   [round(s, 4) for s in scores], pids)))
+                                                   list(map(round_score, scores)), pids)))
 
     def _result_fields(self, rows, terms: list[str], max_chars: int) -> tuple[list[str], list[str], list[str]]:
         """The urls, titles and snippets of page rows `rows`."""

@@ -12,6 +12,7 @@ from pipeline.simulator.web import (
     InvalidRequest,
     SearchResponse,
     Simulator,
+    round_score,
     title_self_retrieval,
 )
 from pipeline.simulator.tools import TOOL_SCHEMAS, WebTools, call_tool, tool_functions
@@ -24,6 +25,23 @@ def sim(small_snapshot):
 
 
 # ---- search ---------------------------------------------------------------------------------------
+
+def test_round_score_is_round_to_4_places():
+    import random
+    import struct
+
+    rng = random.Random(0)
+    f32 = lambda x: struct.unpack("f", struct.pack("f", x))[0]  # noqa: E731  (what tantivy and bm25s score in)
+    cases = [f32(rng.uniform(0, 60)) for _ in range(100_000)] + [rng.uniform(0, 500) for _ in range(100_000)]
+    # halves at the 4th place, both parities; near-halves a double cannot hold exactly; edges of the fast path
+    cases += [k / 20000 for k in range(1, 20001, 2)] + [k / 20000 + d for k in range(1, 2001, 2) for d in (1e-13, -1e-13)]
+    cases += [0.0, -0.0, -0.00004, -1.23456, 419.43035, 419.43045, 1e9 + 0.00005, float("inf"), 5e-324]
+    for x in cases:
+        got, want = round_score(x), round(x, 4)
+        assert got == want and str(got) == str(want), x
+    import math
+    assert math.isnan(round_score(float("nan")))
+
 
 def test_every_page_is_found_first_by_its_title(sim):
     for title in TOPICS:
