@@ -60,6 +60,34 @@ referred lead leads article articles page pages entry entries one ones both""".s
 _THAT_AFTER_VERB = re.compile(r"^\s*(?:which|what)\s+\w+\s+(?:is|was|are|were)\s+that\b", re.IGNORECASE)
 _RELATION = re.compile(r"\blinked from both\b|\bboth\b.+\blink(?:s)? to\b", re.IGNORECASE)
 
+# The sentences a rewrite may be, once its clues are masked (K the kind, X each page, F the fact): the template's
+# own and the relation said the other way ("... do both ... link to?"). Within them the model may change the
+# function words the template's frame allows (about/on, one/article/page, what/which); anything else is a
+# sentence no rule has read. The 135M model's rewrites outside them were all broken or said something else:
+# "Which state that is linked from both ...?", "Which nation that both the article about X and the one that links
+# to Y?", "Which island, which one, is linked ...?", "... and the one that is linked from the one about Y?".
+_PAIR = r"both the (?:article|page) (?:about|on) X and the (?:one|article|page) (?:about|on) X"
+_FRAMES = re.compile("|".join([
+    rf"which K (?:is|are) linked from {_PAIR}\?",
+    rf"which K do {_PAIR} link to\?",
+    rf"in (?:what|which) year \w+ the K (?:(?:that|which) (?:is|was|are|were) )?linked from {_PAIR} F\?",
+    rf"in (?:what|which) year \w+ the K (?:that|which) {_PAIR} link to F\?",
+]))
+_MASKS = {"kind": "K", "description": "X", "named_page": "X", "fact": "F"}
+
+
+def frame_of(question: str, clues: Sequence[dict]) -> str | None:
+    """`question` with each clue's text masked (K, X, F), lower-cased, spaces collapsed; None if a clue's text is
+    not in it word for word. The longest clue is masked first, so a kind word inside a description stays in it."""
+    frame = " " + " ".join(question.casefold().replace("?", " ?").split()) + " "
+    masked = sorted(((c["text"], _MASKS[c["kind"]]) for c in clues if c["kind"] in _MASKS), key=lambda t: -len(t[0]))
+    for text, mark in masked:
+        needle = " " + " ".join(text.casefold().split()) + " "
+        if needle.strip() == "" or needle not in frame:
+            return None
+        frame = frame.replace(needle, f" {mark} ", 1)
+    return frame.strip().replace(" ?", "?")
+
 
 def rewrite_problem(rewrite: str, seed: dict, max_growth_words: int = 12) -> str | None:
     """Why a rewrite cannot replace the structured question (None: it can).
@@ -91,6 +119,9 @@ def rewrite_problem(rewrite: str, seed: dict, max_growth_words: int = 12) -> str
         return "answer_in_question"
     if len(rewrite.split()) > len(template.split()) + max_growth_words:
         return "too_long"
+    if _FRAMES.fullmatch(frame_of(template, seed["clues"]) or "") and not _FRAMES.fullmatch(
+            frame_of(rewrite, seed["clues"]) or ""):
+        return "unknown_frame"
     return None
 
 

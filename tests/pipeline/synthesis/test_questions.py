@@ -256,6 +256,49 @@ def test_best_of_n_keeps_the_template_when_every_sample_breaks_a_rule():
     assert problems[3:] == ["unchanged", "added_words", "changed_relation", "changed_frame", "changed_frame"]
 
 
+@pytest.mark.parametrize("rewrite", [
+    # what the 135M model wrote in the demo of 2026-12-07 (kept by the rules before the frames), on SEED's clues
+    "Which city that is linked from both the article about a Genevan philosopher and the one about a Scouting hostel "
+    "and conference centre?",
+    "Which city that linked from both the article about a Genevan philosopher and the one about a Scouting hostel "
+    "and conference centre?",
+    "Which city that both the article about a Genevan philosopher and the one that links to a Scouting hostel and "
+    "conference centre?",
+    "Which city, which one, is linked from both the article about a Genevan philosopher and the one about a Scouting "
+    "hostel and conference centre?",
+    "Which city is linked from both the article about a Genevan philosopher and the one that is linked from the one "
+    "about a Scouting hostel and conference centre?",  # another relation: a third page
+    "Which city is linked from both the article about a Genevan philosopher and the one about the one Scouting hostel "
+    "and conference centre?",  # a clue changed
+])
+def test_a_rewrite_outside_the_known_sentences_is_refused(rewrite):
+    assert polish.rewrite_problem(rewrite, SEED) == "unknown_frame"
+
+
+FACT_SEED = {"template_question": "In what year did the city linked from both the article on L. S. Lowry and the one "
+                                  "about a Welsh socialist and social reformer become a market town?",
+             "answer": "1301", "answer_title": "Newtown",
+             "clues": [{"kind": "kind", "text": "city"}, {"kind": "named_page", "text": "L. S. Lowry"},
+                       {"kind": "description", "text": "a Welsh socialist and social reformer"},
+                       {"kind": "fact", "text": "become a market town"}]}
+
+
+@pytest.mark.parametrize("rewrite, problem", [
+    ("In what year did the city that both the article on L. S. Lowry and the one about a Welsh socialist and social "
+     "reformer link to become a market town?", None),
+    ("In which year did the city that is linked from both the article about L. S. Lowry and the one about a Welsh "
+     "socialist and social reformer become a market town?", None),
+    ("In what year did the city that linked from both the article on L. S. Lowry and the one about a Welsh socialist "
+     "and social reformer become a market town?", "unknown_frame"),
+    ("In what year the city linked from both the article on L. S. Lowry and the one about a Welsh socialist and "
+     "social reformer did become a market town?", "unknown_frame"),
+])
+def test_the_frames_of_a_fact_question(rewrite, problem):
+    assert polish.frame_of(FACT_SEED["template_question"], FACT_SEED["clues"]) == (
+        "in what year did the K linked from both the article on X and the one about X F?")
+    assert polish.rewrite_problem(rewrite, FACT_SEED) == problem
+
+
 def test_best_of_n_keeps_the_first_sample_that_passes():
     good = ("Which city do both the article about a Genevan philosopher and the one about a Scouting hostel and "
             "conference centre link to?")
