@@ -16,12 +16,15 @@ REPEAT_WORDS = 6
 """A key point with a run of this many words twice is refused (`repeated_text`)."""
 _URL = re.compile(r"https?://|www\.")
 _STARTS_WELL = re.compile(r"^[\"'“‘(]?[A-Z]")
+_ENDS_WELL = re.compile(r"[.!?][\"'”’)\]]*$")
 _SUBJECTS = frozenset({"nsubj", "nsubjpass", "csubj", "csubjpass", "expl"})
 
 
 def fragment_reason(sentence: str) -> str | None:
     """Why `sentence` is not one a person would write, or None. Extractive text carries all of these:
     - `starts_mid_sentence`: it starts with a digit, a bracket or a lower-case word;
+    - `ends_mid_sentence`: no full stop, question or exclamation mark at its end (a teacher's point cut at its
+      token limit or short of its clause: "The Associated Press named her its 1976");
     - `unbalanced_brackets`: parentheses or quotation marks left open (a quote cut by the sentence split);
     - `table_or_list_dump`: an infobox or a table (over `MAX_SENTENCE_WORDS` words, list bullets inside, several
       "Label:" fields, or mostly capitalised words: "Flag of Grenada Coat of arms Motto: ... Capital St. George's");
@@ -31,6 +34,8 @@ def fragment_reason(sentence: str) -> str | None:
     - `no_clause`: no subject with its verb and no finite verb (a heading, a caption)."""
     if not _STARTS_WELL.match(sentence):
         return "starts_mid_sentence"
+    if not _ENDS_WELL.search(sentence.rstrip()):
+        return "ends_mid_sentence"
     if (sentence.count("(") != sentence.count(")") or sentence.count('"') % 2
             or sentence.count("\u201c") != sentence.count("\u201d")):
         return "unbalanced_brackets"

@@ -292,6 +292,14 @@ def test_key_points_that_no_one_would_write_are_refused():
     assert fragment_reason("The river rises in the hills and the river falls to the sea.") is None  # 5 words, no run
     assert {fragment_reason(s) for s in ("and then it rained.", "A (b c.", "A * b * c.", "See www.x.org now.")} == \
         {"starts_mid_sentence", "unbalanced_brackets", "table_or_list_dump", "url"}
+    # the teacher's points cut short (read in the demo of 2026-12-07: the chunk goes on "... "Female Athlete of the
+    # Year".", "... described as "a form of extreme programming"")
+    assert [fragment_reason(s) for s in (
+        "The International Community took note of Comaneci: The Associated Press named her its 1976",
+        "The project has a policy of continually auditing code for security problems, work developer Marc Espie has "
+        "described as")] == ["ends_mid_sentence"] * 2
+    assert [fragment_reason(s) for s in ('He said "it is done."', "Is it done?", "It is (as he said) done.")] == \
+        [None] * 3
 
 
 def test_teacher_key_points_are_verified_and_failures_counted(wiki_pages, count):
