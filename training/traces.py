@@ -4,9 +4,12 @@ Questions in (`hard_queries` rows, TRAIN split only: `assert_train_only` raises 
 and rejection counts out:
 
 - `demonstrations(rows, make_env)`: for a question whose evidence chain is known, a trajectory that searches for
-  the start page, opens it, follows the chain's links page by page to the answer page (where a hop is not a
-  link of the page, a one-page detour through the link with the most clickstream traffic), reads on to the
-  window holding the answer sentence when it is not in the first one, and calls `answer` with the gold answer;
+  the start page with the question's own words for it (its name, or its description: the agent cannot know the
+  page a description stands for before it searches), opens it (for a "linked from both" question, finds and opens
+  the other page too and follows the link the two have in common), follows the chain's links page by page to the
+  answer page (where a hop is not a link of the page, a one-page detour through the link with the most clickstream
+  traffic), reads on to the window holding the answer sentence when it is not in the first one, and calls `answer`
+  with the gold answer;
   one short sentence of reasoning before every call. Every step is executed through a `SearchEnv`, so each tool
   message is exactly what that real simulator call returned (and the call log holds the calls under the
   trace's trajectory id); `replay_mismatches` re-runs a trace in a fresh env and reports any difference.
@@ -164,6 +167,56 @@ def _window_offset(text: str, quote: str, answer: str, window: int) -> int | Non
     return max(0, at - window // 3)
 
 
+def page_clues(row: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What the question says of the pages it names, in chain order: ("description", its words) or ("named_page", its
+    name) for each page clue of a synthesised question (`clues`); for a row without clues (a question that names its
+    start), ("named_page", the first page's title)."""
+    found = [(str(c["kind"]), " ".join(str(c["text"]).split())) for c in row.get("clues") or []
+             if c.get("kind") in ("description", "named_page") and str(c.get("text") or "").strip()]
+    return found or [("named_page", str(row["chain"][0]["title"]))]
+
+
+def _kind_text(row: Mapping[str, Any]) -> str:
+    return next((str(c["text"]) for c in row.get("clues") or [] if c.get("kind") == "kind"), "")
+
+
+def _other_page(row: Mapping[str, Any], clues: list[tuple[str, str]]) -> tuple[tuple[str, str], str, str] | None:
+    """(its clue, URL, title) of the second page a "linked from both" question names (its evidence after the first),
+    or None for a question of another shape."""
+    evidence = row.get("evidence") or []
+    chain_urls = {s["url"] for s in row.get("chain") or []}
+    if row.get("family") not in ("shared_link", "linked_fact") or len(clues) < 2 or len(evidence) < 2:
+        return None
+    url = evidence[1].get("url")
+    if not url or url in chain_urls:
+        return None
+    return clues[1], url, str(evidence[1].get("title") or "")
+
+
+def _find_and_open(w: "_Writer", env: SearchEnv, clue: tuple[str, str], url: str, title: str
+                   ) -> tuple[str, str, str | None]:
+    """Search the question's words for a page, open the result that is it: (page text, its title, None) or
+    ("", "", reason)."""
+    kind, words = clue
+    if not title:
+        title = env.simulator.fetch(url, session=f"{env.session}-plan").title or url
+    if kind == "description":
+        search_thought = f'The question describes an article as "{words}"; I search for that.'
+        open_thought = f'The result {title} fits "{words}"; I open it.'
+    else:
+        search_thought = f"The question names the article on {words}, so I search for it."
+        open_thought = f"The result {title} is that article; I open it."
+    out = w.call(search_thought, "search", query=words)
+    if out.startswith("Error"):
+        return "", "", "tool_error"
+    if url not in _RESULT_URL.findall(out):
+        return "", "", "start_not_found"
+    page = w.call(open_thought, "open_url", url=url)
+    if page.startswith("Error") or env.current_url != url:
+        return "", "", "tool_error"
+    return page, title, None
+
+
 def demonstration(row: Mapping[str, Any], env: SearchEnv, *, system_prompt: str = SYSTEM_PROMPT,
                   run_tag: str = "") -> tuple[dict | None, str | None]:
     """One navigation demonstration for a question row with a `chain`; (trace, None) or (None, reason).
@@ -180,27 +233,38 @@ def demonstration(row: Mapping[str, Any], env: SearchEnv, *, system_prompt: str 
     start, answer_step = chain[0], chain[-1]
     answer = str(row["answer"])
 
-    # 1. find the start page
-    out = w.call(f"I will start from the article on {start['title']}, so I search for it.", "search",
-                 query=start["title"])
-    if out.startswith("Error"):
-        return None, "tool_error"
-    if start["url"] not in _RESULT_URL.findall(out):
-        return None, "start_not_found"
-    page = w.call(f"The result {start['title']} is the page to start from; I open it.", "open_url",
-                  url=start["url"])
-    if page.startswith("Error") or env.current_url != start["url"]:
-        return None, "tool_error"
+    # 1. find the start page with what the question says of it: its name, or its description (an agent cannot know
+    # that "a bovid from the family of the Bovidae" is African Buffalo before it searches)
+    clues = page_clues(row)
+    page, _, reason = _find_and_open(w, env, clues[0], start["url"], start["title"])
+    if reason:
+        return None, reason
+    walk = [s["url"] for s in chain]
+    first_thought = ""
+    other = _other_page(row, clues)
+    if other is not None and len(chain) == 2:
+        # "linked from both": open the other page too; the answer is the link the two have in common
+        (clue, url, title), target = other, chain[1]
+        if env.steps + 3 > env.max_tool_calls:
+            return None, "too_many_steps"
+        page, title, reason = _find_and_open(w, env, clue, url, title)
+        if reason:
+            return None, "other_page_not_found" if reason == "start_not_found" else reason
+        walk = [url, target["url"]]
+        first_thought = (f"Both {start['title']} and {title} link to {target['title']}, the "
+                         f"{_kind_text(row) or 'page'} the question asks for; I follow that link.")
 
     # 2. follow the chain's links
-    plan = plan_hops(env, [s["url"] for s in chain])
+    plan = plan_hops(env, walk)
     if plan is None:
         return None, "no_link"
     quotes = {s["url"]: s["quote"] for s in chain}
     titles = {s["url"]: s["title"] for s in chain}
-    for title, target in plan:
+    for hop, (title, target) in enumerate(plan):
         quote = quotes.get(env.current_url or "", "")
-        if target not in titles:
+        if hop == 0 and first_thought and target in titles:
+            thought = first_thought
+        elif target not in titles:
             thought = f"There is no direct link onward; readers usually go through {title}, so I follow it."
         elif quote and quote[:80] in page:
             thought = f'The page says: "{_short(quote)}" I follow the link to {title}.'

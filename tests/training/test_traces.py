@@ -66,6 +66,62 @@ def test_a_demonstration_walks_the_chain_with_real_calls(make_env, small_snapsho
     assert [c["op"] for c in logged] == ["search", "fetch", "links", "fetch", "links", "fetch"]
 
 
+def test_the_start_page_is_searched_with_the_questions_words_for_it(make_env):
+    # a question describes its first page ("a burrowing mammal ..."): the demonstration searches those words and
+    # opens the result that fits, never the page's name, which the agent cannot know yet
+    row = {**small_questions()[0], "clues": [
+        {"kind": "kind", "text": "thing"},
+        {"kind": "description", "text": "a burrowing nocturnal mammal that feeds on ants"},
+        {"kind": "named_page", "text": "Penguin"}]}
+    trace, reason = demonstration(row, make_env())
+    assert reason is None
+    calls = tool_calls(trace["messages"])
+    assert calls[:2] == [{"name": "search", "arguments": {"query": "a burrowing nocturnal mammal that feeds on ants"}},
+                         {"name": "open_url", "arguments": {"url": WIKI + "Aardvark"}}]
+    said = [m["content"] for m in trace["messages"] if m["role"] == "assistant"]
+    assert "Aardvark" not in said[0] and 'The result Aardvark fits "a burrowing' in said[1]
+    assert replay_mismatches(trace["messages"], make_env()) == []
+    # a description the search does not find is no demonstration
+    lost = {**row, "clues": [{"kind": "description", "text": "a lighthouse keeper"}]}
+    assert demonstration(lost, make_env()) == (None, "start_not_found")
+    # a named first page is searched by its name as the question writes it
+    named = {**row, "clues": [{"kind": "named_page", "text": "Aardvark"}]}
+    assert tool_calls(demonstration(named, make_env())[0]["messages"])[0]["arguments"] == {"query": "Aardvark"}
+
+
+def test_a_linked_from_both_question_opens_both_pages_before_it_follows_their_common_link(wikispeedia_snapshot):
+    import re
+
+    from pipeline.simulator.web import Simulator
+
+    sim = Simulator(wikispeedia_snapshot)
+    target = WIKI + "Africa"
+    page = sim.fetch(target)
+    a, b = [link for link in sim.links(target, backlinks=True).backlinks if link.title != "Africa"][:2]
+    sentence = next(x for x in re.split(r"(?<=[.!?])\s+", page.text) if "Africa is" in x)
+    row = {"id": "both", "question": f"Which continent is linked from both the article on {a.title} and the one on "
+                                     f"{b.title}?", "answer": "Africa", "aliases": [], "split": "train",
+           "family": "shared_link", "hops": 2,
+           "chain": [{"url": a.url, "title": a.title, "quote": ""}, {"url": target, "title": "Africa", "quote": sentence}],
+           "evidence": [{"url": a.url, "quote": ""}, {"url": b.url, "quote": ""}, {"url": target, "quote": sentence}],
+           "clues": [{"kind": "kind", "text": "continent"}, {"kind": "named_page", "text": a.title},
+                     {"kind": "named_page", "text": b.title}]}
+    make = SearchEnv.factory(wikispeedia_snapshot.path, session="test-both")
+    trace, reason = demonstration(row, make())
+    assert reason is None, reason
+    calls = tool_calls(trace["messages"])
+    assert [c["name"] for c in calls][:5] == ["search", "open_url", "search", "open_url", "follow_link"]
+    assert calls[3]["arguments"] == {"url": b.url} and calls[4]["arguments"] == {"title": "Africa"}
+    said = [m["content"] for m in trace["messages"] if m["role"] == "assistant"]
+    assert said[4] == f"Both {a.title} and {b.title} link to Africa, the continent the question asks for; I follow " \
+                      "that link."
+    assert calls[-1] == {"name": "answer", "arguments": {"answer": "Africa"}}
+    assert replay_mismatches(trace["messages"], make()) == []
+    # the second page not found by what the question says of it: no demonstration
+    lost = {**row, "clues": row["clues"][:2] + [{"kind": "description", "text": "zzqx wvut"}]}
+    assert demonstration(lost, make()) == (None, "other_page_not_found")
+
+
 def test_replay_catches_a_trace_that_lies(make_env):
     trace, _ = demonstration(small_questions()[0], make_env())
     messages = [dict(m) for m in trace["messages"]]
