@@ -125,7 +125,8 @@ def _headline(results: dict) -> list[str]:
                      f"{tr.get('traces_teacher')} teacher rollouts)")
     sft = _metadata(results.get("training"), "sft_model")
     if sft:
-        lines.append(f"SFT model: {sft.get('model_dir')} (loss {sft.get('first_loss')} -> {sft.get('last_loss')}); "
+        lines.append(f"SFT model: {sft.get('model_dir')} (loss, mean of the first and last quarter of steps, "
+                     f"{sft.get('start_loss')} -> {sft.get('end_loss')}); "
                      f"valid tool-call rate {sft.get('base_valid_tool_call_rate')} (base) -> "
                      f"{sft.get('sft_valid_tool_call_rate')} (SFT)")
     grpo = _metadata(results.get("training"), "grpo_model")
@@ -135,7 +136,8 @@ def _headline(results: dict) -> list[str]:
     if report_sft:
         lines.append("report SFT model: skipped" if report_sft.get("skipped") else
                      f"report SFT model: {report_sft.get('model_dir')} ({report_sft.get('dagster/row_count')} traces, "
-                     f"loss {report_sft.get('first_loss')} -> {report_sft.get('last_loss')})")
+                     f"loss, first and last quarter of steps, {report_sft.get('start_loss')} -> "
+                     f"{report_sft.get('end_loss')})")
     report_grpo = _metadata(results.get("training"), "report_grpo_model")
     if report_grpo:
         lines.append("report GRPO model: skipped" if report_grpo.get("skipped") else

@@ -224,6 +224,8 @@ def sft_model(context: dg.AssetExecutionContext, config: SFTModelConfig, simulat
         "run_dir": dg.MetadataValue.path(str(out)),
         **{k: metrics[k] for k in ("base_model", "steps", "train_loss", "first_loss", "last_loss", "train_runtime_s",
                                    "s_per_step", "loss_token_share")},
+        # a finished run from before these two were recorded has none
+        **{k: metrics[k] for k in ("start_loss", "end_loss") if metrics.get(k) is not None},
         "resumed_from": metrics.get("resumed_from") or "", "reused_finished_run": bool(metrics.get("reused")),
         "data": dg.MetadataValue.json(metrics["data"]),
         "loss_curve": dg.MetadataValue.md(md_image((out / "loss_curve.png").read_bytes(), "SFT loss")),

@@ -98,6 +98,7 @@ def report_sft_model(context: dg.AssetExecutionContext, config: ReportSFTModelCo
         **json_metadata({"traces_by_kind": counts["by_kind"], "rejected": counts["rejected"], "data": metrics["data"]}),
         **{k: metrics[k] for k in ("steps", "train_loss", "first_loss", "last_loss", "train_runtime_s", "s_per_step",
                                    "loss_token_share")},
+        **{k: metrics[k] for k in ("start_loss", "end_loss") if metrics.get(k) is not None},
         "loss_curve": dg.MetadataValue.md(md_image((out / "loss_curve.png").read_bytes(), "report SFT loss")),
         "loss_inline": loss_inline(out, "report SFT loss"),
     })

@@ -255,6 +255,9 @@ def main(config: SFTRunConfig, log: Callable[[str], None] | None = None) -> dict
         "train_loss": round(float(result.training_loss), 4),
         "first_loss": losses[0][1] if losses else None,
         "last_loss": losses[-1][1] if losses else None,
+        # one step's loss is one batch's: with a batch of 1 and mixed examples it swings by 10x between steps
+        "start_loss": quarter_mean([v for _, v in losses], first=True),
+        "end_loss": quarter_mean([v for _, v in losses], first=False),
         "train_runtime_s": round(float(result.metrics.get("train_runtime", 0.0)), 2),
         "wall_s": round(time.perf_counter() - started, 2),
         "s_per_step": round(float(result.metrics.get("train_runtime", 0.0)) / max(1, trainer.state.global_step), 2),
@@ -268,9 +271,19 @@ def main(config: SFTRunConfig, log: Callable[[str], None] | None = None) -> dict
     plot_loss(losses, out / "loss_curve.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (model_dir / DONE_FILE).write_text(json.dumps({"steps": metrics["steps"], "train_loss": metrics["train_loss"]}))
-    log(f"SFT done: {metrics['steps']} steps, loss {metrics['first_loss']} -> {metrics['last_loss']}, "
-        f"{metrics['train_runtime_s']} s; model in {model_dir}")
+    log(f"SFT done: {metrics['steps']} steps, mean loss of the first quarter of steps {metrics['start_loss']} -> last "
+        f"quarter {metrics['end_loss']}, {metrics['train_runtime_s']} s; model in {model_dir}")
     return metrics
+
+
+def quarter_mean(values: list[float], *, first: bool) -> float | None:
+    """The mean of the first (or last) quarter of `values`, at least one: a loss curve's start and end, steadier than
+    one step's loss."""
+    if not values:
+        return None
+    n = max(1, len(values) // 4)
+    part = values[:n] if first else values[-n:]
+    return round(sum(part) / len(part), 4)
 
 
 def plot_loss(losses: list[tuple[int, float]], path: Path) -> None:

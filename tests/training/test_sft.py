@@ -78,6 +78,7 @@ def test_a_run_writes_model_metrics_and_curve_and_resumes_after_a_crash(traces_d
     metrics = main(run_config(traces_dir, tiny_model, out), log=logs.append)
     assert metrics["steps"] == 2 and metrics["resumed_from"] is None
     assert metrics["first_loss"] > 0 and metrics["last_loss"] > 0 and 0 < metrics["loss_token_share"] < 1
+    assert metrics["start_loss"] > 0 and metrics["end_loss"] > 0
     assert metrics["data"] == {"traces": 4, "of_sources": 4, "too_long": 0, "examples": 2,
                                "tokens": metrics["data"]["tokens"]}
     assert any(line.startswith("step 1/2: ") and '"loss"' in line for line in logs)
@@ -184,3 +185,14 @@ def test_a_round_replays_another_rounds_traces_unchanged(traces_dir, tiny_model,
     with pytest.raises(ValueError, match="replay_fraction"):
         build_trainer(run_config(report_dir, tiny_model, tmp_path / "run1", sources=["gold"],
                                  replay_dataset=str(traces_dir), replay_fraction=1.0))
+
+
+def test_the_loss_curves_start_and_end_are_quarter_means():
+    from training.sft import quarter_mean
+
+    # a report round's steps (the demo of 2026-12-07): one step's loss says little, a quarter's mean more
+    steps = [0.032, 0.171, 0.083, 0.212, 1.647, 0.846, 0.135, 0.642, 0.462, 0.559, 0.148, 0.884, 0.395, 0.524, 0.118,
+             1.964]
+    assert quarter_mean(steps, first=True) == 0.1245 and quarter_mean(steps, first=False) == 0.7502
+    assert quarter_mean([2.0, 1.0], first=True) == 2.0 and quarter_mean([2.0, 1.0], first=False) == 1.0
+    assert quarter_mean([], first=True) is None
