@@ -101,7 +101,7 @@ def test_order_reward_gold_shuffled_partial_and_chat_completions():
     assert gold == 1.0
     assert reverse == 0.0
     assert shuffled == 0.0
-    assert partial == pytest.approx(2 / 5)
+    assert partial == pytest.approx(1 / 10)  # its one pair of ten: an order is every fragment's place
     assert none == 0.0
 
 
@@ -170,10 +170,22 @@ def test_degenerate_answers_earn_nothing():
     echo = "The 5 fragments below were cut from one document and shuffled. " + " ".join(
         f"[{i}] Some text of the fragment about the river and its long history." for i in REORDER["gold_order"])
     assert order_reward([echo], **_batch([REORDER], None)) == [0.0]
+    assert format_reward([echo], **_batch([REORDER], None)) == [0.0]  # it earned 2/3: every id once, all valid
     for row in (SYNTH, MERGE):
         for text in ("C2C2C2C2C2C2C2C2C2C2C2C2", "", "C1, C4, C3, C1, C2, C4, C3, C1, C4"):
             scores = _all(text, row)
             assert all(not v for v in scores.values()), (row["task_kind"], text, scores)
+    # this session's report-SFT demo model (2026-12-07, second demo): "C3, C2" for every reorder task (it earned order
+    # 1/3 where it happened to be right and format 2/3 everywhere); a heading repeated to the token limit; one
+    # sentence again and again under other citations (format 0.5 and 0.75)
+    assert order_reward(["C3, C2"], **_batch([{**REORDER, "gold_order": ["C3", "C2", "C1", "C4", "C5"]}], None)) == \
+        [pytest.approx(1 / 10)]
+    assert format_reward(["C3, C2"], **_batch([REORDER], None)) == [0.0]
+    headings = "# Nile\n\n" + "## Nile river:\n\n" * 30
+    sentence = "The Nile flows north through eleven countries into the Mediterranean Sea"
+    looping = "# Nile\n\n## River\n" + " ".join(f"{sentence} [C{i}]." for i in (1, 3, 4, 1))
+    for text in (headings, looping):
+        assert format_reward([text], **_batch([SYNTH], None)) == [0.0], text
     # an answer that uses the fragments still earns the distractor credit without citing them all
     assert distractor_reward(["# Nile\n\n## River\nThe Nile flows north into the Mediterranean Sea [C1]."],
                              **_batch([SYNTH], None)) == [1.0]

@@ -1,10 +1,11 @@
 """Verifiers of the report tasks: every score of one answer to one task row, in [0, 1] and purely lexical, so
 cheap, deterministic and explainable. `training/rewards_report.py` wraps them as TRL reward functions.
 
-- `order_score` (reorder): Kendall tau between the ids the answer lists and the gold order, clipped at 0
-  (a random order scores ~0, not 0.5), times the share of ids listed; a list naming more ids than there are
-  fragments scores 0 (and 0 on format), and so does an answer of more than `MAX_ORDER_WORDS` other words (an
-  echo of the prompt lists the ids in the shown order);
+- `order_score` (reorder): Kendall tau of the listed ids against the gold order over every gold pair, a pair with
+  an unlisted id counting as neither (`pair_tau`), clipped at 0 (a random order scores ~0, not 0.5): a partial
+  list earns at most its pairs' share; a list naming more ids than there are fragments scores 0 (and 0 on format),
+  and so does an answer of more than `MAX_ORDER_WORDS` other words (an echo of the prompt lists the ids in the
+  shown order);
 - `coverage_score` (synthesise, analyse_merge): share of gold key points that some sentence of the report
   (the summary, for analyse_merge) covers: content-token F1 with the point or its quote >= `COVER_F1`;
 - `citation_score`: citation precision grounded in the fragments. A sentence earns credit only when the chunks it
@@ -15,7 +16,9 @@ cheap, deterministic and explainable. `training/rewards_report.py` wraps them as
   answer that uses no fragment at all (an empty or degenerate answer leaves the distractors out too);
 - `notes_score` (analyse_merge): per chunk, how well its note covers the chunk's key points (off-topic
   chunks: the note must say so; no note at all: 0);
-- `format_score`: the rubric of the kind's answer format and its length bounds.
+- `format_score`: the rubric of the kind's answer format and its length bounds; 0 for an order that leaves a
+  fragment out or is prose (over `MAX_ORDER_WORDS` other words), a report or notes without a sentence, and a text
+  that loops (`LOOP_WORDS` words twice).
 
 `score_completion(text, row)` gives all applicable scores of one answer (the build scores teacher references
 with it; `SCORE_NAMES` in `schema` lists them).
@@ -26,7 +29,8 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from pipeline.text.lexical import content_tokens, split_sentences, bag_f1, token_recall
+from pipeline.synthesis.report_tasks.key_points import repeats_words
+from pipeline.text.lexical import bag_f1, content_tokens, split_sentences, token_recall, tokens
 
 COVER_F1 = 0.4
 SUPPORT_RECALL = 0.5
@@ -36,6 +40,8 @@ COPY_RECALL = 0.6
 MAX_ORDER_WORDS = 10
 """An order answer with more words than this besides the ids is prose, not an order: order 0, a format check fails."""
 MIN_SENTENCE_TOKENS = 3
+LOOP_WORDS = 12
+"""A report or notes with a run of this many words twice loops (the same sentence again under other citations)."""
 OFF_TOPIC_WORDS = ("off-topic", "off topic", "irrelevant", "unrelated", "not relevant")
 
 _ID = re.compile(r"\bC\d{1,4}\b")
@@ -131,7 +137,21 @@ def order_score(text: str, gold_order: Sequence[str]) -> float:
     listed = listed_ids(text, gold_order)
     if len(gold_order) < 2 or len(listed) < 2 or run_on(text, gold_order) or extra_words(text) > MAX_ORDER_WORDS:
         return 0.0
-    return max(0.0, kendall_tau(listed, gold_order)) * len(listed) / len(gold_order)
+    return max(0.0, pair_tau(listed, gold_order))
+
+
+def pair_tau(order: Sequence[str], gold: Sequence[str]) -> float:
+    """Kendall's tau over every pair of `gold`: (concordant - discordant) / all pairs, a pair with an id `order` does not
+    list counting as neither. The whole order scores its tau; a partial one at most its pairs' share: "C3, C2", the
+    report-SFT demo model's answer to every task, 1/15 of six fragments where it happens to be right (it earned
+    1/3 as tau times the share listed)."""
+    rank = {x: i for i, x in enumerate(gold)}
+    r = [rank[x] for x in order]
+    n = len(gold)
+    if n < 2:
+        return 0.0
+    score = sum(1 if r[i] < r[j] else -1 for i in range(len(r)) for j in range(i + 1, len(r)))
+    return score / (n * (n - 1) / 2)
 
 
 def extra_words(text: str) -> int:
@@ -262,12 +282,15 @@ def format_score(text: str, kind: str, chunk_ids: Sequence[str], min_words: int 
     valid = set(chunk_ids)
     mentioned = _ID.findall(text)
     if kind == "reorder":
-        if run_on(text, chunk_ids):
+        if run_on(text, chunk_ids) or not valid <= set(mentioned) or extra_words(text) > MAX_ORDER_WORDS:
+            # an order is every fragment's place in a few words: a partial list, or the prompt echoed with its ids in
+            # the shown order ("C1 / <its text> / C2 / ..."), is no answer of this form
             return 0.0
         counts = {i: mentioned.count(i) for i in valid}
-        checks = [all(n == 1 for n in counts.values()), all(i in valid for i in mentioned),
-                  extra_words(text) <= MAX_ORDER_WORDS]
+        checks = [all(n == 1 for n in counts.values()), all(i in valid for i in mentioned)]
         return sum(checks) / len(checks)
+    if not report_sentences(graded_body(text, kind)) or repeats_words(tokens(text), LOOP_WORDS):
+        return 0.0  # headings without a sentence, or a text that loops: "## Railway post office:" 30 times
     lines = text.splitlines()
     headings = [m.group(0).strip() for m in map(_HEADING.match, lines) if m]
 
@@ -277,7 +300,8 @@ def format_score(text: str, kind: str, chunk_ids: Sequence[str], min_words: int 
 
     if kind == "synthesise":
         cites = cited_ids(text)
-        checks = [any(h.startswith("# ") for h in headings), sum(h.startswith("## ") for h in headings) >= 2,
+        sections = [h for h in headings if h.startswith("## ")]
+        checks = [any(h.startswith("# ") for h in headings), len(set(sections)) == len(sections) >= 2,
                   bool(cites) and all(i in valid for i in cites), within(text)]
     else:
         lower = [h.lstrip("#").strip().lower() for h in headings]
