@@ -62,14 +62,14 @@ _RELATION = re.compile(r"\blinked from both\b|\bboth\b.+\blink(?:s)? to\b", re.I
 
 # The sentences a rewrite may be, once its clues are masked (K the kind, X each page, F the fact): the template's
 # own and the relation said the other way ("... do both ... link to?"). Within them the model may change the
-# function words the template's frame allows (about/on, one/article/page, what/which); anything else is a
+# function words the template's frame allows (about/on, one/article/page, which/what); anything else is a
 # sentence no rule has read. The 135M model's rewrites outside them were all broken or said something else:
 # "Which state that is linked from both ...?", "Which nation that both the article about X and the one that links
 # to Y?", "Which island, which one, is linked ...?", "... and the one that is linked from the one about Y?".
 _PAIR = r"both the (?:article|page) (?:about|on) X and the (?:one|article|page) (?:about|on) X"
 _FRAMES = re.compile("|".join([
-    rf"which K (?:is|are) linked from {_PAIR}\?",
-    rf"which K do {_PAIR} link to\?",
+    rf"(?:which|what) K (?:is|are) linked from {_PAIR}\?",
+    rf"(?:which|what) K do {_PAIR} link to\?",
     rf"in (?:what|which) year \w+ the K (?:(?:that|which) (?:is|was|are|were) )?linked from {_PAIR} F\?",
     rf"in (?:what|which) year \w+ the K (?:that|which) {_PAIR} link to F\?",
 ]))

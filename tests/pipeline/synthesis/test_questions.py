@@ -273,6 +273,8 @@ def test_best_of_n_keeps_the_template_when_every_sample_breaks_a_rule():
 ])
 def test_a_rewrite_outside_the_known_sentences_is_refused(rewrite):
     assert polish.rewrite_problem(rewrite, SEED) == "unknown_frame"
+    # "which" and "what" alike, as the frame rule allows
+    assert polish.rewrite_problem("What" + SEED["template_question"][len("Which"):], SEED) is None
 
 
 FACT_SEED = {"template_question": "In what year did the city linked from both the article on L. S. Lowry and the one "
