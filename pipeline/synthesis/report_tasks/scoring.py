@@ -145,13 +145,8 @@ def pair_tau(order: Sequence[str], gold: Sequence[str]) -> float:
     list counting as neither. The whole order scores its tau; a partial one at most its pairs' share: "C3, C2", the
     report-SFT demo model's answer to every task, 1/15 of six fragments where it happens to be right (it earned
     1/3 as tau times the share listed)."""
-    rank = {x: i for i, x in enumerate(gold)}
-    r = [rank[x] for x in order]
-    n = len(gold)
-    if n < 2:
-        return 0.0
-    score = sum(1 if r[i] < r[j] else -1 for i in range(len(r)) for j in range(i + 1, len(r)))
-    return score / (n * (n - 1) / 2)
+    k, n = len(order), len(gold)
+    return kendall_tau(order, gold) * k * (k - 1) / (n * (n - 1)) if n >= 2 else 0.0
 
 
 def extra_words(text: str) -> int:
