@@ -114,18 +114,26 @@ def _ours_on(path: str, limit: int | None, fast: bool) -> tuple[float, list[tupl
     """CPU seconds of read_warc + extract_page over one file, and (url, offset, digest, text chars) per page."""
     clock = time.process_time
     rows = []
+    spent = 0.0
     t = clock()
     caps = (c for c in read_warc(path) if isinstance(c, WarcCapture))
     for cap in islice(caps, limit):
-        rows.append(_row(cap, fast))
-    return clock() - t, rows
+        page = _extract(cap, fast)
+        done = clock()
+        rows.append(_row(cap, page))  # the digest is the benchmark's own check: off the clock
+        spent += done - t
+        t = clock()
+    return spent + (clock() - t), rows
 
 
-def _row(cap: WarcCapture, fast: bool) -> tuple[str, int, str, int]:
+def _extract(cap: WarcCapture, fast: bool):
     try:
-        page = extract_page(cap.html, cap.url, fast=fast)
+        return extract_page(cap.html, cap.url, fast=fast)
     except ExtractionError as exc:
-        page = exc
+        return exc
+
+
+def _row(cap: WarcCapture, page) -> tuple[str, int, str, int]:
     return cap.url, cap.offset, golden.page_digest(page), len(getattr(page, "text", ""))
 
 
@@ -159,10 +167,11 @@ def _interleaved(path: str, limit: int | None, cpu: collections.Counter) -> tupl
         t = clock()
         cap = next(ours, None)
         read = clock()
-        if cap is not None:
-            exact_rows.append(_row(cap, False))
+        page = _extract(cap, False) if cap is not None else None
         cpu["ours_read"] += read - t
         cpu["ours_extract"] += clock() - read
+        if cap is not None:
+            exact_rows.append(_row(cap, page))  # the digest is the benchmark's own check: off the clock
         return cap
 
     def datatrove():
@@ -183,8 +192,9 @@ def _interleaved(path: str, limit: int | None, cpu: collections.Counter) -> tupl
                 doc, cap = datatrove(), ours_exact()
             if cap is not None:
                 t = clock()
-                fast_rows.append(_row(cap, True))
+                page = _extract(cap, True)
                 cpu["ours_fast_extract"] += clock() - t
+                fast_rows.append(_row(cap, page))
             docs += doc is not None
             if cap is None and doc is None:
                 break
