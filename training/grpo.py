@@ -21,7 +21,7 @@ Train split only: `assert_train_only` raises on any other question, and the ids 
     curves.png                  reward, accuracy (exact-match reward), tool calls per rollout and KL per step
     train_ids.json              the question / task ids of the training data
 
-Profiles: CPU (default): transformers generation, `use_cpu=True, bf16=False`, a tiny budget. GPU: `use_vllm=True,
+Profiles: CPU (default): transformers generation, `use_cpu=True`, bf16 where the CPU has it natively, a tiny budget. GPU: `use_vllm=True,
 vllm_mode="colocate"` (generation in vLLM inside the trainer's process, weights synced every step), bf16.
 GRPO with vLLM does not work on CPU (ARCHITECTURE.md), so `use_vllm` without a GPU is refused up front.
 """
@@ -41,7 +41,8 @@ from typing import Any, Callable
 from pipeline.datasets.io import read_split
 from training.agent_loop import initial_messages
 from training.rewards import REPORT_KINDS, SEARCH_KIND, RewardConfig, read_rollout
-from training.run import RunConfig, cli as run_cli, finished_run, progress_callback, run_dir, write_log_history
+from training.run import (RunConfig, cli as run_cli, finished_run, progress_callback, run_dir, use_bf16,
+                          write_log_history)
 
 logger = logging.getLogger(__name__)
 DONE_FILE = "websim_grpo.json"  # written last in model/: a folder without it is not a finished run
@@ -103,8 +104,8 @@ class GRPORunConfig(RunConfig):
     save_steps: int = 2
     save_total_limit: int = 2
     logging_steps: int = 1
-    bf16: bool = False
-    """bf16 on CPU too (on a GPU it is always on)."""
+    bf16: bool | None = None
+    """bf16 autocast; None: on a GPU and on CPUs with native bf16 (`training.run.use_bf16`)."""
     num_threads: int = 0
     use_vllm: bool = False
     vllm_mode: str = "colocate"
@@ -283,7 +284,7 @@ def build_trainer(config: GRPORunConfig, log: Callable[[str], None] | None = Non
 
     batch = config.prompts_per_step * config.num_generations
     args = GRPOConfig(
-        output_dir=str(out / "checkpoints"), use_cpu=not gpu, bf16=gpu or config.bf16, report_to="none",
+        output_dir=str(out / "checkpoints"), use_cpu=not gpu, bf16=use_bf16(config.bf16, gpu), report_to="none",
         max_steps=config.max_steps, learning_rate=config.learning_rate, lr_scheduler_type="constant",
         per_device_train_batch_size=batch, gradient_accumulation_steps=1, num_generations=config.num_generations,
         max_completion_length=config.max_completion_length,

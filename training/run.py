@@ -144,3 +144,12 @@ def cli(argv: list[str] | None, *, description: str, config_cls: type[RunConfig]
         if pipes is not None:
             pipes.close()
     return 0
+
+
+def use_bf16(setting: bool | None, gpu: bool) -> bool:
+    """The trainer's `bf16`: as set, else on a GPU or a CPU with native bf16."""
+    if setting is not None:
+        return setting
+    from pipeline.llm.cpu import native_bf16
+
+    return gpu or native_bf16()

@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "avx512f"})
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 @lru_cache(maxsize=1)
@@ -33,6 +34,14 @@ def cpu_dtype(flags: frozenset[str] | None = None) -> str:
     """"bfloat16" where the CPU has bf16 or AVX-512 instructions, else "float32"."""
     flags = cpu_flags() if flags is None else flags
     return "bfloat16" if flags & BF16_FLAGS else "float32"
+
+
+def native_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU computes bf16 itself (AVX-512 BF16, AMX), where training under bf16 autocast is faster
+    than float32 (an SFT step of the embedded model: 1.9x with 2 threads); with AVX-512 alone oneDNN converts on
+    the fly and the gain is unmeasured, so training stays float32 there."""
+    flags = cpu_flags() if flags is None else flags
+    return bool(flags & NATIVE_BF16_FLAGS)
 
 
 def resolve_dtype(dtype: str, device: str = "cpu") -> str:

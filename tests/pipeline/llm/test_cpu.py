@@ -1,7 +1,7 @@
 """The CPU dtype choice: bfloat16 only where the CPU computes it natively (else vLLM CPU and torch fall back to
 slow bf16 kernels: 45 vs 203 tokens/s measured on an AVX2-only AMD EPYC)."""
 
-from pipeline.llm.cpu import cpu_dtype, cpu_flags, resolve_dtype
+from pipeline.llm.cpu import cpu_dtype, cpu_flags, native_bf16, resolve_dtype
 
 AVX2_ONLY = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma f16c\n\nprocessor\t: 1\n"
 AVX512 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512bw avx512vl avx512_bf16 amx_bf16\n"
@@ -26,3 +26,22 @@ def test_resolve_dtype():
     assert resolve_dtype("float16") == "float16"  # an explicit choice is kept
     assert resolve_dtype("auto", "cuda") == "bfloat16"
     assert resolve_dtype("auto", "cpu") == cpu_dtype()
+
+
+def test_training_uses_bf16_only_where_the_cpu_computes_it():
+    assert native_bf16(frozenset({"avx2", "avx512_bf16"}))
+    assert native_bf16(frozenset({"amx_bf16"}))
+    assert not native_bf16(frozenset({"avx2", "avx512f"}))  # converts on the fly: unmeasured, float32
+    assert not native_bf16(frozenset())
+
+
+def test_the_trainers_bf16_setting(monkeypatch):
+    import pipeline.llm.cpu as cpu
+    from training.run import use_bf16
+
+    assert use_bf16(True, gpu=False) and not use_bf16(False, gpu=True)  # an explicit choice is kept
+    assert use_bf16(None, gpu=True)
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert not use_bf16(None, gpu=False)
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert use_bf16(None, gpu=False)
