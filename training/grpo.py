@@ -21,8 +21,9 @@ Train split only: `assert_train_only` raises on any other question, and the ids 
     curves.png                  reward, accuracy (exact-match reward), tool calls per rollout and KL per step
     train_ids.json              the question / task ids of the training data
 
-Profiles: CPU (default): transformers generation, `use_cpu=True`, bf16 where the CPU has it natively, a tiny budget. GPU: `use_vllm=True,
-vllm_mode="colocate"` (generation in vLLM inside the trainer's process, weights synced every step), bf16.
+Profiles: CPU (default): transformers generation, `use_cpu=True`, bf16 where the CPU has it natively, a tiny
+budget. GPU: `use_vllm=True, vllm_mode="colocate"` (generation in vLLM inside the trainer's process, weights synced
+every step), bf16.
 GRPO with vLLM does not work on CPU (ARCHITECTURE.md), so `use_vllm` without a GPU is refused up front.
 """
 
