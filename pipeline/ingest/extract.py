@@ -209,6 +209,14 @@ def _collapse(text: str) -> str:
     return " ".join(text.split())
 
 
+def _spaced(text: str) -> str:
+    """`_WS.sub(" ", text)` (every whitespace run one space, the ends kept) in half the time."""
+    inner = " ".join(text.split())
+    if not inner:
+        return " " if text else ""
+    return (" " if text[0].isspace() else "") + inner + (" " if text[-1].isspace() else "")
+
+
 def _is_bare_link(block: etree._Element, a: etree._Element) -> bool:
     """The block holds the anchor and nothing else (a menu item, a navbox cell): its sentence is the anchor,
     so it has no context; `_block_contexts` would find the same, at some cost."""
@@ -256,7 +264,7 @@ def _flatten(block: etree._Element, anchors: dict[etree._Element, int]) -> str:
 
 def _block_contexts(block: etree._Element, anchors: dict[etree._Element, int]) -> dict[etree._Element, str]:
     raw = _flatten(block, anchors)
-    raw = _WS.sub(" ", raw).replace(_A_START + " ", " " + _A_START).replace(" " + _A_END, _A_END + " ")
+    raw = _spaced(raw).replace(_A_START + " ", " " + _A_START).replace(" " + _A_END, _A_END + " ")
     parts = _MARKS_SPLIT.split(raw)  # text, mark, text, mark, ..., text
     spans, starts, breaks = [], [], []
     length = len(parts[0])

@@ -242,9 +242,9 @@ def test_xpath_with_compiled_expressions_matches_lxmls(trees):
 
 
 def test_collapse_is_the_regex_collapse_it_replaced():
-    """extract._collapse joins str.split()'s words, for `_WS.sub(" ", text).strip()`: the same whitespace, the same
-    string."""
-    from pipeline.ingest.extract import _WS, _collapse
+    """extract._collapse joins str.split()'s words, for `_WS.sub(" ", text).strip()`, and extract._spaced for
+    `_WS.sub(" ", text)` (the ends kept): the same whitespace, the same string."""
+    from pipeline.ingest.extract import _WS, _collapse, _spaced
 
     assert [c for c in range(0x110000) if (_WS.fullmatch(chr(c)) is not None) != chr(c).isspace()] == []
     spaces = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
@@ -252,6 +252,7 @@ def test_collapse_is_the_regex_collapse_it_replaced():
     for _ in range(3000):
         text = "".join(rng.choice(spaces + "ab.\u00e9\ue000") for _ in range(rng.randint(0, 12)))
         assert _collapse(text) == _WS.sub(" ", text).strip()
+        assert _spaced(text) == _WS.sub(" ", text)
 
 
 @needs_sample
