@@ -113,3 +113,11 @@ def test_the_kv_cache_is_half_the_available_memory_within_bounds(monkeypatch, tm
     for available, expected in ((24, 8), (10, 5), (3, 2)):
         monkeypatch.setattr(builtins, "open", meminfo(available))
         assert kv_cache_gib() == expected, available
+
+
+def test_compact_json_is_an_engine_setting_with_its_own_cache_entries(backend):
+    # vLLM 0.32 ignores the request's `disable_any_whitespace`: only the engine's structured-output config counts.
+    compact = VLLMBackend(backend.model_path, data_dir=backend.data_dir, compact_json=True)
+    assert compact.engine_args["structured_outputs_config"] == {"backend": "xgrammar", "disable_any_whitespace": True}
+    assert compact.model_id == backend.model_id + "+compact-json"
+    assert "structured_outputs_config" not in backend.engine_args and not backend.compact_json
