@@ -30,7 +30,7 @@ class EvaluationConfig(dg.Config):
     report_tasks_dir: str = ""
     """report_tasks folder (eval split); empty: the latest `report_tasks` materialization's, if any."""
     eval_report_tasks: int = 30
-    """Eval report tasks each model writes (0: all; -1: none)."""
+    """Eval report tasks each model writes (0: all; -1: none), taken round-robin across the task kinds."""
     navigation_dir: str = ""
     """navigation_tasks folder (eval split); empty: the latest `navigation_tasks` materialization's, if any."""
     eval_navigation_tasks: int = 100
@@ -136,13 +136,14 @@ def trained_stages(context: dg.AssetExecutionContext, config: EvaluationConfig) 
 
 def report_eval_rows(instance: dg.DagsterInstance, config: EvaluationConfig) -> list[dict]:
     """Eval-split report tasks ([] when there is no report-task dataset, or none wanted)."""
+    from training.evaluate import take_by_kind
     from training.grpo import read_report_tasks
 
     folder = Path(config.report_tasks_dir) if config.report_tasks_dir else latest_path(
         instance, dg.AssetKey("report_tasks"), "path")
     if folder is None or config.eval_report_tasks < 0:
         return []
-    return read_report_tasks(folder, "eval")[: config.eval_report_tasks or None]
+    return take_by_kind(read_report_tasks(folder, "eval"), config.eval_report_tasks)
 
 
 def navigation_eval_rows(instance: dg.DagsterInstance, config: EvaluationConfig) -> list[dict]:

@@ -47,12 +47,12 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "report_sft_model": {"config": {"max_steps": 16, "max_length": 4096}},
             "report_grpo_model": {"config": {"max_steps": 2, "num_generations": 2, "max_completion_length": 256,
                                              "max_questions": 2}},
-            # five stages, each on >= 100 eval questions, 30 eval report tasks (the floor) and 20 navigation tasks,
+            # five stages, each on >= 100 eval questions, every eval report task (>= 30) and 20 navigation tasks,
             # generation batched through vLLM (one batched call per turn over every live trajectory); 100 navigation
             # tasks per stage cost ~5 min each on 2 cores: the navigation evaluation of 100 is `--config`'s
             "evaluation": {"config": {"eval_questions": 100, "max_turns": 4, "max_tokens": 64,
                                       "eval_navigation_tasks": 20, "navigation_max_turns": 4,
-                                      "eval_report_tasks": 30, "backend": "vllm"}},
+                                      "eval_report_tasks": 0, "backend": "vllm"}},
         }},
     },
     "full": {

@@ -233,6 +233,27 @@ def grade(trajs: Sequence[Trajectory], rows: Sequence[Mapping[str, Any]], reward
     return summary, per_row
 
 
+def take_by_kind(rows: Sequence[Mapping[str, Any]], n: int, key: str = "task_kind") -> list[Mapping[str, Any]]:
+    """The first `n` rows (all when `n` is 0) taken round-robin across the values of `key`, each kind in its own
+    order: a report-task dataset lists its 100 reorder tasks before the others, and a plain head of 30 would be
+    reorder tasks only."""
+    if not n or n >= len(rows):
+        return list(rows)
+    by_kind: dict[Any, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_kind.setdefault(row.get(key), []).append(row)
+    queues = list(by_kind.values())
+    picked: list[Mapping[str, Any]] = []
+    depth = 0
+    while len(picked) < n:
+        for queue in queues:
+            if depth < len(queue) and len(picked) < n:
+                picked.append(queue[depth])
+        depth += 1
+    order = {id(row): i for i, row in enumerate(rows)}
+    return sorted(picked, key=lambda row: order[id(row)])
+
+
 def grade_reports(texts: Sequence[str], tasks: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], list[dict]]:
     from pipeline.synthesis.report_tasks.scoring import score_completion
 

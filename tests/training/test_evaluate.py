@@ -17,6 +17,7 @@ from training.evaluate import (
     plot_results,
     read_jsonl_questions,
     results_table_md,
+    take_by_kind,
 )
 from training.tool_parser import ToolCall, format_call
 
@@ -208,3 +209,16 @@ def test_a_metric_a_stage_did_not_measure_is_a_gap_in_the_plot(monkeypatch, tmp_
     plot_results({"models": models, "questions": 100}, tmp_path / "p.png")
     sft, report_sft = drawn[-1]  # the last panel: navigation efficiency vs shortest
     assert math.isnan(sft) and report_sft == 1.0
+
+
+def test_a_capped_report_eval_keeps_every_kind():
+    rows = [{"task_id": f"r{i}", "task_kind": "reorder"} for i in range(100)]
+    rows += [{"task_id": f"s{i}", "task_kind": "synthesise"} for i in range(6)]
+    rows += [{"task_id": f"a{i}", "task_kind": "analyse_merge"} for i in range(4)]
+    picked = take_by_kind(rows, 30)
+    kinds = [r["task_kind"] for r in picked]
+    assert len(picked) == 30 and kinds.count("synthesise") == 6 and kinds.count("analyse_merge") == 4
+    assert [r["task_id"] for r in picked if r["task_kind"] == "reorder"] == [f"r{i}" for i in range(20)]
+    assert picked == sorted(picked, key=rows.index)  # the dataset's order
+    assert take_by_kind(rows, 0) == rows and take_by_kind(rows, 500) == rows
+    assert [r["task_id"] for r in take_by_kind(rows, 3)] == ["r0", "s0", "a0"]
