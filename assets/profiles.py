@@ -1,7 +1,8 @@
 """Run budgets for `websim run --profile`: Dagster run config per job, nothing else.
 
-- `demo`: the sample data and the embedded 135M model on a 2-core CPU, end to end in about 70 minutes (a bf16 CPU,
-  measured 2026-12-07; about 2 hours in float32); every stage runs for real, on few items and few steps.
+- `demo`: the sample data and the embedded 135M model on a 2-core CPU, end to end in about 47 minutes (a quiet CPU
+  with bf16, measured 2026-12-07, 19 of them the evaluation; about 2 hours in float32 under load); every stage runs
+  for real, on few items and few steps.
 - `full`: the budget of a real run (a larger model through the `llm` resource, a GPU or a vLLM fleet): many
   questions and tasks, SFT for epochs, GRPO for hundreds of steps.
 
