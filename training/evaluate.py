@@ -27,6 +27,7 @@ import json
 import logging
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -239,19 +240,13 @@ def take_by_kind(rows: Sequence[Mapping[str, Any]], n: int, key: str = "task_kin
     reorder tasks only."""
     if not n or n >= len(rows):
         return list(rows)
-    by_kind: dict[Any, list[Mapping[str, Any]]] = {}
+    seen: Counter = Counter()
+    depth = []  # the row's place within its kind
     for row in rows:
-        by_kind.setdefault(row.get(key), []).append(row)
-    queues = list(by_kind.values())
-    picked: list[Mapping[str, Any]] = []
-    depth = 0
-    while len(picked) < n:
-        for queue in queues:
-            if depth < len(queue) and len(picked) < n:
-                picked.append(queue[depth])
-        depth += 1
-    order = {id(row): i for i, row in enumerate(rows)}
-    return sorted(picked, key=lambda row: order[id(row)])
+        depth.append(seen[row.get(key)])
+        seen[row.get(key)] += 1
+    chosen = sorted(range(len(rows)), key=lambda i: (depth[i], i))[:n]  # every kind's first, then every kind's second...
+    return [rows[i] for i in sorted(chosen)]
 
 
 def grade_reports(texts: Sequence[str], tasks: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], list[dict]]:
