@@ -211,6 +211,9 @@ def test_the_headline_prints_an_evaluation_table_of_either_kind():
 ])
 def test_run_from_a_job_skips_the_earlier_ones(start, jobs, tmp_path, monkeypatch):
     import assets.cli as cli
+    from tests.support import sample
+
+    sample("warc")  # `websim run` refuses to start without the default WARC folder
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     called = []
