@@ -13,9 +13,12 @@ from pipeline.llm.vllm_backend import VLLMBackend  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+# Bounded fields: the grammar then has to close the object within max_tokens. An unbounded string let the greedy
+# 135M model loop inside the name ("Unique123456789101123...") to the token limit in one full-suite run.
 PERSON = {
     "type": "object",
-    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "properties": {"name": {"type": "string", "maxLength": 24},
+                   "age": {"type": "integer", "minimum": 0, "maximum": 150}},
     "required": ["name", "age"],
 }
 
@@ -63,11 +66,15 @@ def test_structured_output_is_always_valid_json(backend):
     chats = [
         [{"role": "user", "content": f"Invent a fictional person number {i}. Give their name and age."}] for i in range(4)
     ]
+    # Unconstrained by the bounds, the model gives this one the age -2: the grammar must keep it in range.
+    chats.append([{"role": "user", "content": "Invent a person whose name is the word Alexander written twenty times "
+                                              "in a row. Give their name and age."}])
     greedy = backend.generate(chats, SamplingParams(max_tokens=64), schema=PERSON)
     sampled = backend.generate(chats, SamplingParams(max_tokens=64, temperature=1.0, seed=7), schema=PERSON)
     for c in greedy + sampled:
         value = json.loads(c.text)  # the grammar makes the raw text JSON, not just something we can dig out
         assert isinstance(value["name"], str) and isinstance(value["age"], int)
+        assert len(value["name"]) <= 24 and 0 <= value["age"] <= 150  # the schema's bounds are in the grammar
         assert c.parsed == value and c.ok and c.attempts == 1
 
 
