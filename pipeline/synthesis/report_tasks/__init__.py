@@ -13,7 +13,8 @@ Pages in, task rows out, like every other stage; one module per step:
    - `analyse_merge`: the same material; first one note per chunk (intermediate targets), then a merged summary.
    Key points and reference answers come from a teacher model through the generation layer (`Backend.generate`
    with a JSON schema). A key point survives only if its quote occurs literally (after whitespace/case
-   normalisation) in its chunk; a malformed answer is a counted rejection, never an error.
+   normalisation) in its chunk and holds half the point's content words; a malformed answer is a counted rejection,
+   never an error.
 4. `checks`: `check_tasks` states the data contracts (chunks trace to their source text, gold is consistent, the
    split is a function of the sources) and `schema.task_table` gives the rows as Arrow with a fixed schema.
 

@@ -88,8 +88,8 @@ Rewards (`pipeline/synthesis/report_tasks/scoring.py`; TRL signature in `trainin
 3. Tasks: {cfg.get('chunks_per_task')} source chunks per task, {cfg.get('distractors')} distractor(s), shuffled with
    an RNG seeded by (seed={cfg.get('seed')}, kind, anchor URL).
 4. Gold key points: written by the teacher model `{provenance.get('model') or 'none'}` with a JSON schema; a key
-   point is kept only if its quote occurs literally (whitespace/case normalised) in its chunk. Chunks left without
-   one get the chunk's lead sentence (`source: extractive`).
+   point is kept only if its quote occurs literally (whitespace/case normalised) in its chunk and holds at least half
+   of the point's content words. Chunks left without one get the chunk's lead sentence (`source: extractive`).
 5. References: reorder's is its gold; synthesise / analyse_merge references are the teacher's (model-written,
    `reference_source = model:<id>`), scored by the verifiers in `reference_scores`. Filter on those scores before
    SFT: a small teacher writes weak reports.

@@ -14,6 +14,9 @@ MAX_QUOTE_WORDS = 60
 MAX_SENTENCE_WORDS = 60
 REPEAT_WORDS = 6
 """A key point with a run of this many words twice is refused (`repeated_text`)."""
+SUPPORT_RECALL = 0.5
+"""Share of a key point's content words its own quote must hold: a literal quote that says something else (the
+teacher's "The Wealth of Nations, 1776" for a point on Adam Smith's theory) does not support it."""
 _URL = re.compile(r"https?://|www\.")
 _STARTS_WELL = re.compile(r"^[\"'“‘(]?[A-Z]")
 _ENDS_WELL = re.compile(r"[.!?][\"'”’)\]]*$")
@@ -78,7 +81,8 @@ def has_clause(sentence: str) -> bool:
 
 def verify_key_points(items: Any, chunk_text: str, limit: int) -> tuple[list[dict], Counter]:
     """Key points a chunk supports: each must come with a quote that occurs literally in the chunk (whitespace,
-    case and quote marks normalised) and say something the chunk's words cover. Rejections by reason."""
+    case and quote marks normalised) and holds at least `SUPPORT_RECALL` of the point's content words, and say
+    something the chunk's words cover. Rejections by reason."""
     kept: list[dict] = []
     rejected: Counter = Counter()
     seen: set[str] = set()
@@ -96,6 +100,8 @@ def verify_key_points(items: Any, chunk_text: str, limit: int) -> tuple[list[dic
             rejected["kp_quote_not_in_chunk"] += 1
         elif token_recall(point, chunk_text) < 0.5:
             rejected["kp_point_not_grounded"] += 1
+        elif token_recall(point, strip_quote(quote)) < SUPPORT_RECALL:
+            rejected["kp_quote_not_supporting"] += 1
         elif fragment_reason(point):
             rejected["kp_point_fragmentary"] += 1
         elif normalize(point) in seen or normalize(strip_quote(quote)) in seen:

@@ -258,6 +258,26 @@ def test_verify_key_points_needs_a_literal_quote():
         "First real sentence of the chunk is here."
 
 
+def test_a_literal_quote_must_support_its_point():
+    # the embedded teacher's verified key points in this session's demo run: 4 of 6 read had a literal quote that
+    # says something else (a title, a book and its year); the point and its quote must share its content words
+    nasa = ("The program started in the late 1960s and has dominated NASA's manned operations since the mid-1970s. "
+            "According to the Vision for Space Exploration, use of the Space Shuttle will be focused on completing "
+            "assembly of the ISS by 2010, after which it will be replaced by the new Orion spacecraft.")
+    smith = ("In The Wealth of Nations, 1776, he argued that the market, under certain conditions, would regulate "
+             "itself. The Scotsman Adam Smith (1723\u20131790) expounded the theory that individuals could structure "
+             "both moral and economic life without direction from the state.")
+    point_nasa = "The program started in the late 1960s and has dominated NASA's manned operations since the mid-1970s."
+    point_smith = ("The Scotsman Adam Smith (1723\u20131790) expounded the theory that individuals could structure "
+                   "both moral and economic life without direction from the state.")
+    kept, rejected = verify_key_points([{"point": point_nasa, "quote": "The Vision for Space Exploration"}], nasa, 3)
+    assert kept == [] and rejected == {"kp_quote_not_supporting": 1}
+    kept, rejected = verify_key_points([{"point": point_smith, "quote": "The Wealth of Nations, 1776"}], smith, 3)
+    assert kept == [] and rejected == {"kp_quote_not_supporting": 1}
+    kept, rejected = verify_key_points([{"point": point_nasa, "quote": point_nasa[:80]}], nasa, 3)  # 8 of 11 words
+    assert [k["point"] for k in kept] == [point_nasa] and not rejected
+
+
 def test_key_points_that_no_one_would_write_are_refused():
     # what the previous demo's extractive golds carried: a chunk cut mid-sentence, an infobox, a census row
     chunk = ("2,486,235), the largest borough in population was an independent city until 1898. "
