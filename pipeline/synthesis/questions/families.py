@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
+from pipeline.synthesis.chains import is_prose_sentence
 from pipeline.synthesis.questions.graph import ClueGraph
 from pipeline.synthesis.questions.parse import DEFAULT_PARSER, Definition, year_facts
 from pipeline.text.answers import answer_in_text
@@ -62,10 +63,14 @@ def _sid(family: str, seed: int, *parts: str) -> str:
 
 
 def _quote_for_link(g: ClueGraph, src: int, dst: int) -> str:
-    """The sentence of `src` that links to `dst` when it is literally on the page, else `src`'s definition."""
+    """The sentence of `src` that links to `dst` and names it, when it is literally on the page and running text;
+    else "". A link from a table, an infobox, a caption or a list (the demo of 2026-12-07 asked which capital the
+    article on Oceania links to from a population table row, "... 4,211,532 8.4 Jakarta New Cale...") gives no
+    sentence, and the pair is not used."""
     ctx = g.edges.get((src, dst), {}).get("context", "")
     title = answer_of_title(g.title(dst))
-    if ctx and quote_in(ctx, g.text(src)) and len(ctx.split()) >= 5 and answer_in_text(title, ctx):
+    if ctx and quote_in(ctx, g.text(src)) and len(ctx.split()) >= 5 and answer_in_text(title, ctx) \
+            and is_prose_sentence(ctx, min_words=5):
         return ctx
     return ""
 

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.synthesis import questions as q
 from pipeline.synthesis.questions import families, parse, polish, verify
+from pipeline.synthesis.chains import is_prose_sentence
 from pipeline.text.lexical import quote_in
 from tests.support import sample
 
@@ -141,6 +142,21 @@ def test_a_page_of_unknown_kind_counts_as_a_possible_answer(monkeypatch):
     assert pin(unreadable=True) == "ambiguous"
 
 
+def test_a_link_counts_only_from_a_sentence_of_running_text():
+    # the demo of 2026-12-07 asked which capital Oceania's article links to, from its population table
+    row = "Island Norfolk Island (Australia) 35 1,866 53.3 Kingston Indonesia Indonesia 499,852 4,211,532 8.4 Jakarta"
+    sentence = "The first Dutch traders reached Jakarta in 1596 and built a fort there."
+    pages = [("Jakarta", "city", "the capital of Indonesia", "Jakarta"),
+             ("Oceania", "region", "a region of the Pacific", f"Oceania is a region. {row} New Caledonia."),
+             ("Dutch traders", "", "", f"{sentence} They came back.")]
+    g = q.hand_made_graph(pages, [("Oceania", "Jakarta"), ("Dutch traders", "Jakarta")])
+    ids = _ids(g)
+    g.edges[(ids["Oceania"], ids["Jakarta"])]["context"] = row
+    g.edges[(ids["Dutch traders"], ids["Jakarta"])]["context"] = sentence
+    assert families._quote_for_link(g, ids["Oceania"], ids["Jakarta"]) == ""
+    assert families._quote_for_link(g, ids["Dutch traders"], ids["Jakarta"]) == sentence
+
+
 # ---- the families on real pages --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -184,6 +200,7 @@ def test_seed_evidence_is_literal_and_questions_pass_the_form_gate(seeds, clue_g
     ids = {p["url"]: pid for pid, p in clue_graph.pages.items()}
     for s in seeds[0]:
         assert all(quote_in(e["quote"], clue_graph.text(ids[e["url"]])) for e in s["evidence"])
+        assert all(is_prose_sentence(e["quote"], min_words=5) for e in s["evidence"][:2])  # the links' sentences
         assert q.form_problems(s["template_question"]) == [], s["template_question"]
         assert s["answer"].lower() not in s["template_question"].lower()
         if s["family"] == "linked_fact":
