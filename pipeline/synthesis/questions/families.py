@@ -69,8 +69,7 @@ def _quote_for_link(g: ClueGraph, src: int, dst: int) -> str:
     sentence, and the pair is not used."""
     ctx = g.edges.get((src, dst), {}).get("context", "")
     title = answer_of_title(g.title(dst))
-    if ctx and quote_in(ctx, g.text(src)) and len(ctx.split()) >= 5 and answer_in_text(title, ctx) \
-            and is_prose_sentence(ctx, min_words=5):
+    if ctx and is_prose_sentence(ctx, min_words=5) and quote_in(ctx, g.text(src)) and answer_in_text(title, ctx):
         return ctx
     return ""
 

@@ -9,8 +9,8 @@ import random
 import pytest
 
 from pipeline.synthesis import questions as q
-from pipeline.synthesis.questions import families, parse, polish, verify
 from pipeline.synthesis.chains import is_prose_sentence
+from pipeline.synthesis.questions import families, parse, polish, verify
 from pipeline.text.lexical import quote_in
 from tests.support import sample
 
